@@ -1,0 +1,15 @@
+"""Errors a user can act on: printed as one line by the CLI, never as a traceback."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Something the user can fix: the message says what failed and what to do.
+
+    ``exit_code`` follows ansible-playbook where a counterpart exists (1: error, 5: bad options,
+    250: unexpected error) so scripts written for ansible-playbook keep working.
+    """
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -1,0 +1,501 @@
+"""The ledger: an append-only, hash-chained record of runs.
+
+It stores, chains and verifies; it knows nothing of reports, terminals or schedules.
+
+Every entry carries the hash of the entry before it and its own hash over a canonical
+form of (sequence number, previous hash, kind, run id, time, body). Changing one byte of
+an entry, deleting one, or reordering them breaks the chain at that point, and `verify`
+names the first entry that does not match. A chain rewritten from its start is caught by
+checkpoints: the head's hash signed with an ed25519 key whose public half, and copies of
+the checkpoints, can be kept elsewhere.
+
+The same code serves SQLite (the default: one file, WAL, every write one transaction)
+and PostgreSQL (given a postgresql:// URL), through SQLAlchemy Core. Appends are
+serialised by the database itself (SQLite's BEGIN IMMEDIATE, PostgreSQL's transaction
+advisory lock), so runs on several controllers or processes can write at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from runner.errors import UserError
+
+GENESIS = "0" * 64
+LOCK_TIMEOUT_S = 30
+_ADVISORY_KEY = 0x7EC0_0001  # PostgreSQL advisory lock that serialises appends
+
+metadata = sa.MetaData()
+
+entries = sa.Table(
+    "ledger_entries",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    sa.Column("kind", sa.String(48), nullable=False, index=True),
+    sa.Column("created", sa.String(40), nullable=False, index=True),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),
+)
+
+# Per-event detail of each run, redacted. Not chained entry by entry: the run's
+# `run.finished` entry carries a digest of it. Retention may prune it, leaving a
+# tombstone entry in the chain.
+events = sa.Table(
+    "run_events",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    sa.Column("counter", sa.Integer, nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("host", sa.String(255)),
+    sa.Column("data", sa.Text, nullable=False),
+)
+
+checkpoints = sa.Table(
+    "ledger_checkpoints",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("created", sa.String(40), nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("signature", sa.String(200), nullable=False),
+)
+
+
+def canonical(value: Any) -> str:
+    """The one serialisation that is hashed: sorted keys, no spaces, UTF-8, no NaN."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def entry_hash(seq: int, prev_hash: str, kind: str, run_id: str, created: str, body: str) -> str:
+    material = canonical([seq, prev_hash, kind, run_id, created, body])
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    run_id: str
+    kind: str
+    created: str
+    body: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The first place where the chain does not hold."""
+
+    seq: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    entries: int
+    head_hash: str
+    head_seq: int
+    problem: Problem | None
+    checkpoints_checked: int
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def default_url(state: Path) -> str:
+    return f"sqlite:///{state / 'ledger.sqlite3'}"
+
+
+def _describe(url: str) -> str:
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+class Ledger:
+    """One ledger database. Open it with `Ledger.open(url)`."""
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+        self.where = _describe(url)
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, url: str, *, create: bool = True) -> Ledger:
+        parsed = sa.engine.make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            engine = _sqlite_engine(parsed)
+        elif parsed.get_backend_name() == "postgresql":
+            if parsed.drivername == "postgresql":
+                parsed = parsed.set(drivername="postgresql+psycopg")
+            engine = sa.create_engine(
+                parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10}
+            )
+        else:
+            raise UserError(
+                f"unsupported ledger URL {_describe(url)}: use sqlite:///PATH "
+                "or postgresql://USER@HOST/DB"
+            )
+        ledger = cls(engine, url)
+        if create:
+            ledger._guard("open", lambda: metadata.create_all(engine))
+        return ledger
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ writing
+    def append(
+        self,
+        kind: str,
+        run_id: str,
+        body: dict[str, Any],
+        event_rows: Iterable[dict[str, Any]] = (),
+    ) -> Entry:
+        """Append one entry (and optionally its run's event rows) in one transaction."""
+        body_text = canonical(body)
+
+        def work() -> Entry:
+            with self._writing() as conn:
+                self._lock(conn)
+                head = conn.execute(
+                    sa.select(entries.c.seq, entries.c.hash).order_by(entries.c.seq.desc()).limit(1)
+                ).first()
+                seq = (head.seq + 1) if head else 1
+                prev = head.hash if head else GENESIS
+                created = utcnow()
+                digest = entry_hash(seq, prev, kind, run_id, created, body_text)
+                conn.execute(
+                    entries.insert().values(
+                        seq=seq,
+                        run_id=run_id,
+                        kind=kind,
+                        created=created,
+                        body=body_text,
+                        prev_hash=prev,
+                        hash=digest,
+                    )
+                )
+                rows = list(event_rows)
+                if rows:
+                    conn.execute(events.insert(), rows)
+                return Entry(seq, run_id, kind, created, body, prev, digest)
+
+        return self._guard("write to", work)
+
+    def add_events(self, rows: list[dict[str, Any]]) -> None:
+        """Store a batch of a run's redacted event rows, in one transaction."""
+        if rows:
+            self._guard("write to", lambda: self._insert_events(rows))
+
+    def _insert_events(self, rows: list[dict[str, Any]]) -> None:
+        with self._writing() as conn:
+            conn.execute(events.insert(), rows)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A connection in a write transaction, committed on success, rolled back on error."""
+        with self.engine.connect().execution_options(techops_write=True) as conn, conn.begin():
+            yield conn
+
+    def _lock(self, conn: Connection) -> None:
+        if self.engine.dialect.name == "postgresql":
+            conn.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_S}s'"))
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_ADVISORY_KEY)))
+
+    # ------------------------------------------------------------------ reading
+    def entries(
+        self, *, run_id: str | None = None, kinds: Iterable[str] | None = None, since_seq: int = 0
+    ) -> Iterator[Entry]:
+        query = sa.select(entries).where(entries.c.seq > since_seq).order_by(entries.c.seq)
+        if run_id:
+            query = query.where(entries.c.run_id == run_id)
+        if kinds:
+            query = query.where(entries.c.kind.in_(list(kinds)))
+        rows = self._guard("read", lambda: self._fetch(query))
+        for row in rows:
+            yield _entry(row)
+
+    def _fetch(self, query: sa.Select) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(query))
+
+    def head(self) -> Entry | None:
+        query = sa.select(entries).order_by(entries.c.seq.desc()).limit(1)
+        rows = self._guard("read", lambda: self._fetch(query))
+        return _entry(rows[0]) if rows else None
+
+    def run_events(self, run_id: str) -> list[dict[str, Any]]:
+        query = (
+            sa.select(events.c.counter, events.c.event, events.c.host, events.c.data)
+            .where(events.c.run_id == run_id)
+            .order_by(events.c.counter)
+        )
+        rows = self._guard("read", lambda: self._fetch(query))
+        return [
+            {"counter": r.counter, "event": r.event, "host": r.host, **json.loads(r.data)}
+            for r in rows
+        ]
+
+    def delete_events(self, run_ids: list[str]) -> int:
+        def work() -> int:
+            with self._writing() as conn:
+                return conn.execute(events.delete().where(events.c.run_id.in_(run_ids))).rowcount
+
+        return self._guard("write to", work)
+
+    # ------------------------------------------------------------------ verifying
+    def verify(
+        self, trusted_checkpoints: Iterable[dict[str, Any]] = (), public_key: bytes | None = None
+    ) -> Verification:
+        """Recompute the chain; check checkpoints (stored and given) against it."""
+        count = 0
+        prev = GENESIS
+        expected_seq = 1
+        problem: Problem | None = None
+        hashes: dict[int, str] = {}
+        query = sa.select(entries).order_by(entries.c.seq)
+        for row in self._guard("read", lambda: self._fetch(query)):
+            count += 1
+            if problem:
+                continue
+            if row.seq != expected_seq:
+                problem = Problem(
+                    expected_seq, f"entry {expected_seq} is missing (the chain jumps to {row.seq})"
+                )
+                continue
+            if row.prev_hash != prev:
+                problem = Problem(
+                    row.seq,
+                    f"entry {row.seq} does not follow entry "
+                    f"{row.seq - 1}: its previous-hash link is broken "
+                    "(an entry was removed, inserted or reordered)",
+                )
+                continue
+            digest = entry_hash(row.seq, row.prev_hash, row.kind, row.run_id, row.created, row.body)
+            if digest != row.hash:
+                problem = Problem(
+                    row.seq,
+                    f"entry {row.seq} (run {row.run_id}, {row.kind}) "
+                    "was altered: its content no longer matches its hash",
+                )
+                continue
+            hashes[row.seq] = row.hash
+            prev = row.hash
+            expected_seq += 1
+        head_seq = expected_seq - 1
+        checked = 0
+        stored = [
+            dict(r._mapping)
+            for r in self._guard(
+                "read", lambda: self._fetch(sa.select(checkpoints).order_by(checkpoints.c.id))
+            )
+        ]
+        for cp in [*stored, *trusted_checkpoints]:
+            if public_key is not None and not verify_signature(public_key, cp):
+                problem = problem or Problem(
+                    cp["seq"],
+                    f"checkpoint at entry {cp['seq']} has a bad signature for this public key",
+                )
+                continue
+            checked += 1
+            if problem:
+                continue
+            if cp["seq"] > head_seq:
+                problem = Problem(
+                    cp["seq"],
+                    f"the chain ends at entry {head_seq} but a "
+                    f"checkpoint covers entry {cp['seq']}: entries were "
+                    "removed from the end (truncated)",
+                )
+            elif hashes.get(cp["seq"]) != cp["hash"]:
+                problem = Problem(
+                    cp["seq"],
+                    f"entry {cp['seq']} differs from the signed "
+                    "checkpoint: the chain was rewritten",
+                )
+        return Verification(count, prev, head_seq, problem, checked)
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self, private_key_pem: bytes) -> dict[str, Any]:
+        head = self.head()
+        if head is None:
+            raise UserError(f"ledger {self.where} is empty: nothing to checkpoint")
+        cp = sign_checkpoint(private_key_pem, head.seq, head.hash)
+
+        def work() -> None:
+            with self._writing() as conn:
+                conn.execute(checkpoints.insert().values(**cp))
+
+        self._guard("write to", work)
+        return cp
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        query = sa.select(checkpoints).order_by(checkpoints.c.id)
+        return [dict(r._mapping) for r in self._guard("read", lambda: self._fetch(query))]
+
+    # ------------------------------------------------------------------ errors
+    def _guard(self, action: str, work):
+        """Turn database failures into one clear line; the transaction is rolled back."""
+        try:
+            return work()
+        except OperationalError as exc:
+            raise UserError(self._explain(action, exc)) from None
+        except DBAPIError as exc:
+            raise UserError(self._explain(action, exc)) from None
+        except sqlite3.DatabaseError as exc:  # raised outside SQLAlchemy's wrapping
+            raise UserError(self._explain(action, exc)) from None
+
+    def _explain(self, action: str, exc: BaseException) -> str:
+        text = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        low = text.lower()
+        if "locked" in low or "lock timeout" in low or "could not obtain lock" in low:
+            hint = f"another process held it for more than {LOCK_TIMEOUT_S} s; try again"
+        elif "not a database" in low or "malformed" in low or "corrupt" in low:
+            hint = "the file is damaged; restore it from a backup, then run `techops audit verify`"
+        elif "readonly" in low or "read-only" in low:
+            hint = "its disk or file is read-only; nothing was written"
+        elif "unable to open" in low:
+            hint = "check that the directory exists and is writable"
+        elif "connection" in low or "could not connect" in low:
+            hint = "check the database URL and that the server is running"
+        else:
+            hint = "nothing was written"
+        return f"cannot {action} the ledger {self.where}: {text} ({hint})"
+
+
+def _entry(row: Any) -> Entry:
+    return Entry(
+        row.seq, row.run_id, row.kind, row.created, json.loads(row.body), row.prev_hash, row.hash
+    )
+
+
+def _sqlite_engine(url: sa.engine.URL) -> Engine:
+    database = url.database or ""
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        url, connect_args={"timeout": LOCK_TIMEOUT_S, "isolation_level": None}
+    )
+
+    @sa_event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {LOCK_TIMEOUT_S * 1000}")
+        mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode != "wal":
+            # A read-only ledger can still be read and verified.
+            with contextlib.suppress(sqlite3.OperationalError):
+                cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.close()
+
+    @sa_event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:
+        # pysqlite's own transaction handling is off (isolation_level None): say BEGIN
+        # here. Writers take the write lock at once (IMMEDIATE), so that reading the head
+        # and appending after it can never interleave with another writer.
+        immediate = conn.get_execution_options().get("techops_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+# ---------------------------------------------------------------------- signatures
+
+
+def key_id(public_key_raw: bytes) -> str:
+    return hashlib.sha256(public_key_raw).hexdigest()[:16]
+
+
+def generate_keypair() -> tuple[bytes, bytes]:
+    """A new ed25519 key pair as (private PEM, public PEM)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = Ed25519PrivateKey.generate()
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM,
+        serialization.PublicFormat.SubjectPublicKeyInfo,
+    )
+    return private_pem, public_pem
+
+
+def _checkpoint_message(seq: int, digest: str, created: str) -> bytes:
+    return canonical({"seq": seq, "hash": digest, "created": created}).encode()
+
+
+def sign_checkpoint(private_key_pem: bytes, seq: int, digest: str) -> dict[str, Any]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    try:
+        private = serialization.load_pem_private_key(private_key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"cannot read the checkpoint signing key: {exc}") from None
+    if not isinstance(private, Ed25519PrivateKey):
+        raise UserError("the checkpoint signing key is not an ed25519 key")
+    raw_public = private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    created = utcnow()
+    signature = private.sign(_checkpoint_message(seq, digest, created)).hex()
+    return {
+        "seq": seq,
+        "hash": digest,
+        "created": created,
+        "key_id": key_id(raw_public),
+        "signature": signature,
+    }
+
+
+def verify_signature(public_key_pem: bytes, cp: dict[str, Any]) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    public = serialization.load_pem_public_key(public_key_pem)
+    if not isinstance(public, Ed25519PublicKey):
+        raise UserError("the checkpoint public key is not an ed25519 key")
+    try:
+        public.verify(
+            bytes.fromhex(cp["signature"]),
+            _checkpoint_message(int(cp["seq"]), cp["hash"], cp["created"]),
+        )
+    except (InvalidSignature, ValueError):
+        return False
+    return True

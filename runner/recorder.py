@@ -1,0 +1,392 @@
+"""The recorder: turns a run's ansible-runner events into ledger entries.
+
+A run is two chained entries: `run.started`, written before ansible-playbook starts, and
+a terminal one (`run.finished`, or `run.interrupted` when the process died before it
+could write one; see `reap_interrupted`). Between them, the run's redacted events are
+stored in batches as detail. The source of truth is the events and the
+`playbook_on_stats` event, never stdout.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import importlib.metadata
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.ledger import Ledger, canonical
+from runner.paths import repo_root
+from runner.redact import Redactor, inventory_secret_values, secret_values
+from runner.run import RunRequest, RunResult
+
+BATCH_ROWS = 2000
+BATCH_SECONDS = 1.0
+TERMINAL_KINDS = ("run.finished", "run.interrupted")
+MESSAGE_LIMIT = 2000
+SET_STATS = {"set_stats", "ansible.builtin.set_stats", "ansible.legacy.set_stats"}
+
+
+# ---------------------------------------------------------------------- run context
+
+
+def git_state(root: Path) -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(
+                ["git", "-C", str(root), *args],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def versions(root: Path) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for dist in ("ansible-core", "ansible", "ansible-runner"):
+        try:
+            found[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            found[dist] = None
+    collections: dict[str, str | None] = {}
+    try:
+        wanted = yaml.safe_load((root / "requirements.yml").read_text()).get("collections", [])
+    except (OSError, AttributeError, yaml.YAMLError):
+        wanted = []
+    import ansible_collections  # shipped by PyPI's `ansible` package
+
+    bases = [Path(p) for p in ansible_collections.__path__]
+    for item in wanted:
+        name = item["name"] if isinstance(item, dict) else str(item)
+        namespace, _, collection = name.partition(".")
+        version = None
+        for base in bases:
+            manifest = base / namespace / collection / "MANIFEST.json"
+            if manifest.is_file():
+                version = json.loads(manifest.read_text())["collection_info"]["version"]
+                break
+        collections[name] = version
+    found["collections"] = collections
+    return found
+
+
+def inventory_digest(inventory: str) -> str:
+    """sha256 over the inventory's files (hosts, group_vars, host_vars) in a stable order."""
+    path = Path(inventory)
+    digest = hashlib.sha256()
+    if not path.exists():
+        digest.update(inventory.encode())
+        return digest.hexdigest()
+    base = path if path.is_dir() else path.parent
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for sub in ("group_vars", "host_vars"):
+        if path.is_file() and (base / sub).is_dir():
+            files += sorted(p for p in (base / sub).rglob("*") if p.is_file())
+    for file in files:
+        digest.update(str(file.relative_to(base)).encode() + b"\0")
+        digest.update(file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def who(schedule: str | None) -> dict[str, Any]:
+    if schedule:
+        return {"kind": "schedule", "name": schedule}
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    person = {"kind": "user", "name": user}
+    if os.environ.get("SUDO_USER"):
+        person["sudo_user"] = os.environ["SUDO_USER"]
+    return person
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of a process: with the pid it names one process for sure."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+# ---------------------------------------------------------------------- outcome
+
+
+def host_outcome(counters: dict[str, int]) -> str:
+    if counters.get("dark"):
+        return "unreachable"
+    if counters.get("failures"):
+        return "failed"
+    if counters.get("rescued"):
+        return "rescued"
+    if counters.get("changed"):
+        return "changed"
+    if counters.get("ok"):
+        return "ok"
+    if counters.get("skipped"):
+        return "skipped"
+    return "ok"
+
+
+def _message(res: dict[str, Any]) -> str:
+    if res.get("censored"):
+        return res["censored"]
+    parts = [res.get("msg"), res.get("reason"), res.get("stderr")]
+    text = " ".join(str(p) for p in parts if p) or "failed"
+    return text[:MESSAGE_LIMIT]
+
+
+class Recorder:
+    """An Observer (see runner.run) that writes the run into the ledger as it happens."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        redactor: Redactor | None = None,
+        reason: str | None = None,
+        ticket: str | None = None,
+        schedule: str | None = None,
+        hosts: list[str] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.reason = reason
+        self.ticket = ticket
+        self.schedule = schedule
+        self.hosts = hosts
+        self.request: RunRequest | None = None
+        self.redactor = redactor or Redactor()
+        self.redactor_given = redactor is not None
+        self.rows: list[dict[str, Any]] = []
+        self.row_hashes: list[tuple[int, str]] = []
+        self.last_flush = time.monotonic()
+        self.failed_tasks: list[dict[str, Any]] = []
+        self.changed_tasks: list[dict[str, Any]] = []
+        self.evidence: dict[str, dict[str, Any]] = {}
+        self.stats: dict[str, dict[str, int]] = {}
+        self.event_count = 0
+        self.started = False
+        self.finished = False
+
+    # Observer ---------------------------------------------------------------------
+    def on_start(self, request: RunRequest) -> None:
+        self.request = request
+        if not self.redactor_given:
+            known = secret_values(request.extravars) | inventory_secret_values(request.inventory)
+            self.redactor = Redactor(known)
+        root = repo_root()
+        body = {
+            "run_id": request.run_id,
+            "who": who(self.schedule),
+            "controller": {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "pid_start": _process_start(os.getpid()),
+            },
+            "playbook": _relative(request.playbook, root),
+            "inventory": {
+                "source": _relative(Path(request.inventory), root)
+                if Path(request.inventory).exists()
+                else request.inventory,
+                "sha256": inventory_digest(request.inventory),
+            },
+            "limit": request.limit,
+            "tags": request.tags,
+            "skip_tags": request.skip_tags,
+            "check": request.check,
+            "diff": request.diff,
+            "extra_vars": self.redactor.data(request.extravars),
+            "reason": self.reason,
+            "ticket": self.ticket,
+            "git": git_state(root),
+            "versions": versions(root),
+            "hosts": self.hosts,
+        }
+        self.ledger.append("run.started", request.run_id, body)
+        self.started = True
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        clean = self.redactor.event(event)
+        kind = clean.get("event", "")
+        data = clean.get("event_data") or {}
+        host = data.get("host")
+        self.event_count += 1
+        summary = self._summarise(kind, data)
+        row = {
+            "run_id": self.request.run_id if self.request else "",
+            "counter": int(clean.get("counter") or self.event_count),
+            "event": kind,
+            "host": host,
+            "data": canonical(summary),
+        }
+        self.rows.append(row)
+        self.row_hashes.append(
+            (
+                row["counter"],
+                hashlib.sha256(
+                    canonical([row["counter"], kind, host, row["data"]]).encode()
+                ).hexdigest(),
+            )
+        )
+        if kind == "playbook_on_stats":
+            self._take_stats(data)
+        if len(self.rows) >= BATCH_ROWS or time.monotonic() - self.last_flush > BATCH_SECONDS:
+            self.flush()
+
+    def on_finish(self, result: RunResult) -> None:
+        self.finish(result.status, result.rc, result.stats, result)
+
+    # Recording --------------------------------------------------------------------
+    def _summarise(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        summary: dict[str, Any] = {}
+        for key in ("play", "task", "role", "task_action", "resolved_action", "task_path"):
+            if data.get(key):
+                summary[key] = data[key]
+        res = data.get("res")
+        if not isinstance(res, dict):
+            return summary
+        host = data.get("host")
+        entry = {
+            "host": host,
+            "task": data.get("task"),
+            "role": data.get("role"),
+            "action": data.get("resolved_action") or data.get("task_action"),
+        }
+        summary["changed"] = bool(res.get("changed"))
+        if kind == "runner_on_failed" and not data.get("ignore_errors"):
+            summary["msg"] = _message(res)
+            self.failed_tasks.append({**entry, "msg": summary["msg"]})
+        elif kind == "runner_on_unreachable":
+            summary["msg"] = _message(res)
+            self.failed_tasks.append({**entry, "msg": summary["msg"], "unreachable": True})
+        elif kind == "runner_on_ok":
+            if res.get("changed"):
+                self.changed_tasks.append(entry)
+            action = entry["action"] or ""
+            stats = res.get("ansible_stats")
+            if action in SET_STATS and isinstance(stats, dict):
+                self._take_evidence(host, stats)
+        if data.get("duration") is not None:
+            summary["duration"] = data["duration"]
+        return summary
+
+    def _take_evidence(self, host: str | None, stats: dict[str, Any]) -> None:
+        published = stats.get("data") or {}
+        evidence = published.get("techops_evidence", published)
+        if not isinstance(evidence, dict):
+            return
+        target = host if stats.get("per_host") and host else "_run"
+        merged = self.evidence.setdefault(target, {})
+        for area, values in evidence.items():
+            if isinstance(values, dict) and isinstance(merged.get(area), dict):
+                merged[area] = {**merged[area], **values}
+            else:
+                merged[area] = values
+
+    def _take_stats(self, data: dict[str, Any]) -> None:
+        for counter in (
+            "ok",
+            "changed",
+            "failures",
+            "dark",
+            "skipped",
+            "rescued",
+            "ignored",
+            "processed",
+        ):
+            for host, count in (data.get(counter) or {}).items():
+                self.stats.setdefault(host, {})[counter] = int(count)
+
+    def flush(self) -> None:
+        rows, self.rows = self.rows, []
+        self.last_flush = time.monotonic()
+        if rows:
+            self.ledger.add_events(rows)
+
+    def finish(
+        self,
+        status: str,
+        rc: int,
+        stats: dict[str, dict[str, int]] | None = None,
+        result: RunResult | None = None,
+    ) -> None:
+        """Write the terminal entry. Idempotent: a second call does nothing."""
+        if self.finished or not self.started or self.request is None:
+            return
+        self.finished = True
+        self.flush()
+        stats = self.stats or stats or {}
+        digest = hashlib.sha256()
+        for _, row_hash in sorted(self.row_hashes):
+            digest.update(row_hash.encode())
+        body = {
+            "run_id": self.request.run_id,
+            "status": status,
+            "rc": rc,
+            "hosts": {host: {"outcome": host_outcome(c), **c} for host, c in sorted(stats.items())},
+            "failed_tasks": self.failed_tasks,
+            "changed_tasks": self.changed_tasks,
+            "evidence": self.evidence,
+            "events": {"count": len(self.row_hashes), "sha256": digest.hexdigest()},
+        }
+        if result is not None:
+            body["duration_s"] = round((result.finished - result.started).total_seconds(), 3)
+        self.ledger.append("run.finished", self.request.run_id, body)
+        if result is not None and result.artifacts is not None:
+            # The artifacts kept on disk get the same redaction as the ledger.
+            self.redactor.tree(result.artifacts.parent.parent)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def open_runs(ledger: Ledger) -> dict[str, dict[str, Any]]:
+    """Runs with a `run.started` entry and no terminal entry: running, or dead."""
+    started = {e.run_id: e.body for e in ledger.entries(kinds=["run.started"])}
+    for entry in ledger.entries(kinds=TERMINAL_KINDS):
+        started.pop(entry.run_id, None)
+    return started
+
+
+def reap_interrupted(ledger: Ledger) -> list[str]:
+    """Mark as interrupted the open runs of this controller whose process is gone."""
+    here = socket.gethostname()
+    reaped = []
+    for run_id, body in open_runs(ledger).items():
+        controller = body.get("controller") or {}
+        if controller.get("host") != here:
+            continue
+        pid = controller.get("pid")
+        alive = isinstance(pid, int) and _process_start(pid) == controller.get("pid_start")
+        if not alive:
+            ledger.append(
+                "run.interrupted",
+                run_id,
+                {
+                    "run_id": run_id,
+                    "status": "interrupted",
+                    "detail": "the techops process ended before it recorded the run's end "
+                    "(killed, crashed, or the machine stopped)",
+                },
+            )
+            reaped.append(run_id)
+    return reaped

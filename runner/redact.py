@@ -1,0 +1,186 @@
+"""Redaction: secrets are removed before anything is stored, printed or reported.
+
+Two complementary rules:
+- by name: the value of any key that looks secret (password, passphrase, secret, token,
+  private key, credential, api key, or a ``vault_`` variable) is replaced, wherever it sits;
+- by value: the values known to be secret (those of secret-named variables in the extra
+  vars and in the inventory's own files) are replaced wherever they appear, even inside
+  free text such as a task's stdout or an error message.
+Results that Ansible marks ``no_log`` are replaced whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REDACTED = "**redacted**"
+SECRET_NAME = re.compile(
+    r"(?i)(^vault_|pass(word|wd|phrase)|secret|token|private[_-]?key|credential|api[_-]?key"
+    r"|^otp_|totp)"
+)
+# Short values would replace ordinary words everywhere: only values this long are scrubbed.
+MIN_SECRET_LENGTH = 6
+
+
+def is_secret_name(name: object) -> bool:
+    return isinstance(name, str) and bool(SECRET_NAME.search(name))
+
+
+class Redactor:
+    """Applies both rules. Build one per run with the secret values that run knows."""
+
+    def __init__(self, secret_values: Iterable[str] = ()) -> None:
+        values = {v for v in secret_values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH}
+        # Longest first, so that a secret containing another is replaced whole.
+        self.values = sorted(values, key=len, reverse=True)
+        forms: set[str] = set()
+        for value in self.values:
+            forms.add(value)
+            forms.add(json.dumps(value)[1:-1])  # as it appears inside JSON text
+        self._pattern = (
+            re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
+            if forms
+            else None
+        )
+
+    def add(self, values: Iterable[str]) -> Redactor:
+        return Redactor([*self.values, *values])
+
+    def text(self, value: str) -> str:
+        if self._pattern is None:
+            return value
+        return self._pattern.sub(REDACTED, value)
+
+    def data(self, value: Any) -> Any:
+        """A copy of a JSON-like structure with secrets removed."""
+        if isinstance(value, dict):
+            if value.get("_ansible_no_log") or value.get("no_log") is True:
+                return _no_log_stub(value)
+            return {
+                k: (REDACTED if is_secret_name(k) and v not in (None, "", [], {}) else self.data(v))
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self.data(v) for v in value]
+        if isinstance(value, str):
+            return self.text(value)
+        return value
+
+    def event(self, event: dict[str, Any]) -> dict[str, Any]:
+        """An ansible-runner event with secrets removed (stdout, args and results)."""
+        clean = self.data(event)
+        data = clean.get("event_data") or {}
+        res = data.get("res")
+        if isinstance(res, dict) and res.get("_ansible_no_log"):
+            data["res"] = _no_log_stub(res)
+        return clean
+
+    def file(self, path: Path) -> bool:
+        """Scrub a file in place. Returns True if it changed."""
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            return False
+        text = raw.decode("utf-8", errors="surrogateescape")
+        clean = self.text(text)
+        if path.suffix == ".json":
+            with contextlib.suppress(ValueError):
+                data = json.loads(clean)
+                redacted = self.data(data)
+                if redacted != data:
+                    clean = json.dumps(redacted)
+        if clean == text:
+            return False
+        path.write_bytes(clean.encode("utf-8", errors="surrogateescape"))
+        return True
+
+    def tree(self, root: Path) -> int:
+        """Scrub every file below root. Returns how many changed."""
+        return sum(self.file(p) for p in root.rglob("*") if p.is_file())
+
+
+def _no_log_stub(value: dict[str, Any]) -> dict[str, Any]:
+    keep = {k: value[k] for k in ("changed", "failed", "skipped", "unreachable") if k in value}
+    return {**keep, "censored": "output hidden: no_log is set for this result"}
+
+
+def secret_values(data: Any) -> set[str]:
+    """Values of secret-named keys anywhere in a structure (strings and numbers)."""
+    found: set[str] = set()
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if is_secret_name(key) and isinstance(value, str | int) and not isinstance(value, bool):
+                found.add(str(value))
+            elif is_secret_name(key) and isinstance(value, list | dict):
+                found |= _all_leaves(value)
+            found |= secret_values(value)
+    elif isinstance(data, list):
+        for item in data:
+            found |= secret_values(item)
+    return found
+
+
+def _all_leaves(data: Any) -> set[str]:
+    if isinstance(data, dict):
+        return set().union(*(_all_leaves(v) for v in data.values())) if data else set()
+    if isinstance(data, list):
+        return set().union(*(_all_leaves(v) for v in data)) if data else set()
+    if isinstance(data, str | int) and not isinstance(data, bool):
+        return {str(data)}
+    return set()
+
+
+class _LenientLoader(yaml.SafeLoader):
+    """Reads inventory YAML without Ansible: !vault and other tags load as plain values."""
+
+
+def _any_tag(loader: yaml.SafeLoader, _suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node)
+    return loader.construct_mapping(node)
+
+
+_LenientLoader.add_multi_constructor("!", _any_tag)
+
+
+def inventory_secret_values(inventory: str) -> set[str]:
+    """Secret values written in the inventory's own files (hosts, group_vars, host_vars).
+
+    Encrypted files and !vault values are skipped: they are never plain text on disk, and
+    a role must keep them out of its output with no_log.
+    """
+    path = Path(inventory)
+    if not path.exists():
+        return set()
+    base = path if path.is_dir() else path.parent
+    files = [path] if path.is_file() else []
+    for sub in ("group_vars", "host_vars"):
+        if (base / sub).is_dir():
+            files += [p for p in (base / sub).rglob("*") if p.is_file()]
+    if path.is_dir():
+        files += [p for p in path.iterdir() if p.is_file()]
+    found: set[str] = set()
+    for file in files:
+        if file.suffix not in ("", ".yml", ".yaml", ".json"):
+            continue
+        try:
+            text = file.read_text()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if text.startswith("$ANSIBLE_VAULT"):
+            continue
+        try:
+            for doc in yaml.load_all(text, Loader=_LenientLoader):
+                found |= secret_values(doc)
+        except yaml.YAMLError:
+            continue
+    return found

@@ -1,0 +1,318 @@
+"""`techops run`: run a playbook through ansible-runner and report its progress.
+
+The arguments for ansible-runner are built once, in `RunRequest.runner_kwargs`. Everything
+that watches a run (the live progress now, the ledger recorder later) is an `Observer`
+that receives ansible-runner's events; the events and the `playbook_on_stats` event are the
+record of a run, not the text ansible-playbook prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from runner.errors import UserError
+from runner.paths import repo_root, state_dir
+
+# ansible-playbook's own exit codes, kept so that scripts written for it keep working.
+RC_OK = 0
+RC_ERROR = 1
+RC_HOST_FAILED = 2
+RC_HOST_UNREACHABLE = 4
+RC_BAD_OPTIONS = 5
+RC_INTERRUPTED = 99
+
+
+class Observer(Protocol):
+    """Something that watches a run: progress output, a recorder, a notifier."""
+
+    def on_start(self, request: RunRequest) -> None: ...
+
+    def on_event(self, event: dict[str, Any]) -> None: ...
+
+    def on_finish(self, result: RunResult) -> None: ...
+
+
+@dataclass
+class RunRequest:
+    """Everything that defines one run, validated before anything starts."""
+
+    playbook: Path
+    inventory: str
+    limit: str | None = None
+    tags: str | None = None
+    skip_tags: str | None = None
+    check: bool = False
+    diff: bool = False
+    extravars: dict[str, Any] = field(default_factory=dict)
+    forks: int | None = None
+    verbosity: int = 0
+    run_id: str = field(default_factory=lambda: new_run_id())
+
+    def cmdline(self) -> list[str]:
+        args: list[str] = []
+        if self.check:
+            args.append("--check")
+        if self.diff:
+            args.append("--diff")
+        if self.tags:
+            args += ["--tags", self.tags]
+        if self.skip_tags:
+            args += ["--skip-tags", self.skip_tags]
+        return args
+
+    def runner_kwargs(self) -> dict[str, Any]:
+        """The one place where ansible-runner's arguments are built."""
+        root = repo_root()
+        bindir = str(Path(sys.executable).parent)
+        envvars = {
+            "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
+            # The tools live next to this interpreter (the project's virtualenv), which
+            # need not be on the caller's PATH (cron, systemd, a plain .venv/bin/techops).
+            "PATH": bindir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
+        }
+        kwargs: dict[str, Any] = {
+            # One private data dir per run: concurrent runs never share ansible-runner's
+            # env/ files, and retention can remove a run's artifacts as one directory.
+            "private_data_dir": str(state_dir() / "runs" / self.run_id),
+            "project_dir": str(root),
+            "ident": self.run_id,
+            "playbook": str(self.playbook),
+            "inventory": self.inventory,
+            "envvars": envvars,
+            # Share ansible.cfg's fact cache with plain ansible-playbook runs instead of
+            # ansible-runner's per-run cache, so `gathering = smart` really saves work.
+            "fact_cache": str(state_dir() / "facts"),
+            "fact_cache_type": "jsonfile",
+            "quiet": True,
+            # Keep env vars and command-line settings out of env/ files on disk.
+            "suppress_env_files": True,
+            "json_mode": False,
+            "verbosity": self.verbosity or None,
+        }
+        if self.limit:
+            kwargs["limit"] = self.limit
+        if self.extravars:
+            kwargs["extravars"] = self.extravars
+        if self.forks:
+            kwargs["forks"] = self.forks
+        if self.cmdline():
+            kwargs["cmdline"] = " ".join(_quote(a) for a in self.cmdline())
+        return kwargs
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str  # successful, failed, canceled, timeout, error
+    rc: int
+    stats: dict[str, dict[str, int]]
+    artifacts: Path | None
+    started: datetime
+    finished: datetime
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique across controllers: 20261122T031502Z-3f9a1c."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def resolve_playbook(name: str) -> Path:
+    """A playbook path as given, or by name under playbooks/ (`site` → playbooks/site.yml)."""
+    root = repo_root()
+    candidates = [
+        Path(name),
+        root / name,
+        root / "playbooks" / name,
+        root / "playbooks" / f"{name}.yml",
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    raise UserError(
+        f"playbook {name!r} not found (looked for {name} and playbooks/{Path(name).stem}.yml); "
+        f"available: {', '.join(sorted(p.stem for p in (root / 'playbooks').glob('*.yml')))}",
+        exit_code=RC_ERROR,
+    )
+
+
+def default_inventory() -> str:
+    """The inventory ansible.cfg names: the lab, never production."""
+    import configparser
+
+    cfg = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
+    cfg.read(repo_root() / "ansible.cfg")
+    return cfg.get("defaults", "inventory", fallback="inventories/lab/hosts.yml")
+
+
+def resolve_inventory(value: str | None) -> str:
+    value = value or default_inventory()
+    if "," in value and not Path(value).exists():
+        return value  # an explicit host list, as ansible-playbook accepts
+    path = Path(value)
+    if not path.is_absolute():
+        path = (Path.cwd() / value) if (Path.cwd() / value).exists() else repo_root() / value
+    if not path.exists():
+        hint = (
+            " — run `techops lab up` to create the lab and its inventory"
+            if "inventories/lab" in value
+            else ""
+        )
+        raise UserError(f"inventory {value} does not exist{hint}", exit_code=RC_ERROR)
+    if path.is_file() and not os.access(path, os.R_OK):
+        raise UserError(f"inventory {value} is not readable", exit_code=RC_ERROR)
+    return str(path.resolve())
+
+
+def parse_extravars(values: Sequence[str]) -> dict[str, Any]:
+    """Merge -e values as ansible-playbook does: key=value pairs, YAML/JSON, or @file."""
+    import shlex
+
+    merged: dict[str, Any] = {}
+    for raw in values:
+        value = raw.strip()
+        if not value:
+            continue
+        if value.startswith("@"):
+            path = Path(value[1:])
+            if not path.is_file():
+                raise UserError(f"extra vars file {path} does not exist")
+            text, where = path.read_text(), str(path)
+        elif value[0] in "{[":
+            text, where = value, "-e"
+        else:
+            pairs = {}
+            for token in shlex.split(value):
+                if "=" not in token:
+                    raise UserError(
+                        f"malformed extra var {token!r}: use key=value, a JSON/YAML mapping, "
+                        "or @file.yml"
+                    )
+                key, _, val = token.partition("=")
+                pairs[key] = val
+            merged.update(pairs)
+            continue
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise UserError(f"malformed extra vars in {where}{at}: not valid YAML/JSON") from None
+        if not isinstance(data, dict):
+            raise UserError(f"extra vars in {where} must be a mapping of names to values")
+        merged.update(data)
+    return merged
+
+
+# --------------------------------------------------------------------------- running
+
+
+class _Cancel:
+    """SIGINT/SIGTERM ask ansible-runner to stop; the run ends as 'canceled'."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.signal: int | None = None
+
+    def __call__(self) -> bool:
+        return self.requested.is_set()
+
+    def install(self) -> dict[int, Any]:
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, self._handle)
+        return previous
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.signal = signum
+        self.requested.set()
+
+
+def execute(request: RunRequest, observers: Sequence[Observer] = ()) -> RunResult:
+    """Run the playbook, feeding every event to the observers, and return the outcome."""
+    import ansible_runner
+
+    started = datetime.now(UTC)
+    for observer in observers:
+        observer.on_start(request)
+
+    def on_event(event: dict[str, Any]) -> bool:
+        for observer in observers:
+            observer.on_event(event)
+        return True
+
+    Path(request.runner_kwargs()["private_data_dir"]).mkdir(parents=True, exist_ok=True)
+    cancel = _Cancel()
+    previous = cancel.install() if threading.current_thread() is threading.main_thread() else {}
+    try:
+        result = ansible_runner.run(
+            **request.runner_kwargs(),
+            event_handler=on_event,
+            cancel_callback=cancel,
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    status = result.status
+    rc = result.rc if isinstance(result.rc, int) else RC_ERROR
+    if status == "canceled":
+        rc = RC_INTERRUPTED
+    stats = _final_stats(result)
+    outcome = RunResult(
+        run_id=request.run_id,
+        status=status,
+        rc=rc,
+        stats=stats,
+        artifacts=Path(result.config.artifact_dir) if result.config else None,
+        started=started,
+        finished=datetime.now(UTC),
+    )
+    for observer in observers:
+        observer.on_finish(outcome)
+    return outcome
+
+
+def _final_stats(result: Any) -> dict[str, dict[str, int]]:
+    """Per-host counters from the playbook_on_stats event."""
+    raw = result.stats or {}
+    hosts: dict[str, dict[str, int]] = {}
+    for counter, per_host in raw.items():
+        if not isinstance(per_host, dict):
+            continue
+        for host, count in per_host.items():
+            hosts.setdefault(host, {})[counter] = int(count)
+    return hosts
+
+
+def to_json(result: RunResult) -> str:
+    return json.dumps(
+        {
+            "run_id": result.run_id,
+            "status": result.status,
+            "rc": result.rc,
+            "stats": result.stats,
+            "started": result.started.isoformat(),
+            "finished": result.finished.isoformat(),
+        },
+        indent=2,
+    )

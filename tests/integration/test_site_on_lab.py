@@ -1,0 +1,55 @@
+"""The main job end to end: the lab over SSH, playbooks/site.yml through `techops run`."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from .conftest import LAB, techops
+
+
+def _outcome(proc) -> dict:
+    start = proc.stdout.index("{")
+    return json.loads(proc.stdout[start:])
+
+
+def test_lab_status_shows_every_host_reachable(lab_inventory):
+    proc = techops("lab", "status", "--name", LAB)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = proc.stdout.splitlines()[1:]
+    assert len(rows) == 5
+    assert all(row.split()[-1] == "ok" for row in rows)
+
+
+def test_inventory_names_the_groups_the_roles_use(lab_inventory):
+    inventory = yaml.safe_load(lab_inventory.read_text())
+    groups = inventory["all"]["children"]["lab"]["children"]
+    assert {"bastion", "app", "backup_server", "dr_standby"} <= set(groups)
+
+
+def test_site_converges_then_changes_nothing(lab_inventory):
+    first = techops("run", "site", "-i", str(lab_inventory), "--json")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert _outcome(first)["status"] == "successful"
+    second = techops("run", "site", "-i", str(lab_inventory), "--json")
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    stats = _outcome(second)["stats"]
+    assert len(stats) == 5
+    changed = {host: s.get("changed", 0) for host, s in stats.items() if s.get("changed", 0)}
+    assert changed == {}, f"second run of site.yml changed something: {changed}"
+    # Live progress reached the terminal stream, with hosts done of total.
+    assert "5/5 hosts" in second.stderr
+
+
+def test_check_mode_after_converge_reports_no_changes(lab_inventory):
+    proc = techops("run", "site", "-i", str(lab_inventory), "--check", "--json")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    stats = _outcome(proc)["stats"]
+    assert all(s.get("changed", 0) == 0 for s in stats.values())
+
+
+def test_a_failing_host_gives_ansible_playbooks_exit_code(lab_inventory):
+    proc = techops("run", "tests/fixtures/playbooks/mixed_outcomes.yml", "-i", str(lab_inventory))
+    assert proc.returncode == 2
+    assert "FAILED app2: planned failure on app2" in proc.stderr

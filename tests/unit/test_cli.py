@@ -1,0 +1,63 @@
+"""The command line as a user meets it: exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def techops(*args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runner.cli", *args],
+        cwd=REPO,
+        text=True,
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+
+
+def test_missing_playbook_exits_non_zero_with_one_line():
+    proc = techops("run", "playbooks/nosuch.yml", "-i", "localhost,")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0
+    assert "playbook 'playbooks/nosuch.yml' not found" in proc.stderr
+
+
+def test_missing_inventory_names_it():
+    proc = techops("run", "site", "-i", "inventories/nosuch/hosts.yml")
+    assert proc.returncode == 1
+    assert "inventory inventories/nosuch/hosts.yml does not exist" in proc.stderr
+
+
+def test_malformed_extra_vars_stop_before_running():
+    proc = techops("run", "site", "-i", "localhost,", "-e", "{broken")
+    assert proc.returncode == 1
+    assert "malformed extra vars" in proc.stderr
+
+
+def test_bad_option_exits_5_like_ansible_playbook():
+    proc = techops("run", "--no-such-option")
+    assert proc.returncode == 5
+
+
+def test_bad_lab_name_says_what_to_do():
+    proc = techops("lab", "status", "--name", "Bad Name!")
+    assert proc.returncode == 1
+    assert "bad lab name 'Bad Name!'" in proc.stderr
+
+
+def test_lab_without_podman_says_to_run_setup(tmp_path):
+    env = {"PATH": str(tmp_path), "TECHOPS_ROOT": str(tmp_path)}
+    proc = techops("lab", "status", env=env)
+    assert proc.returncode == 1
+    assert "podman is not installed: run scripts/setup" in proc.stderr
+
+
+def test_version():
+    proc = techops("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("techops ")

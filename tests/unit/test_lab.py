@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import pytest
+
+from runner import lab
+from runner.errors import UserError
+
+
+@pytest.mark.parametrize("name", ["techops", "ci", "ci-lab-2"])
+def test_good_lab_names(name):
+    assert lab.validate_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "Bad", "bad name", "9lab", "-x", "a" * 25, "lab;rm"])
+def test_bad_lab_names_say_what_is_allowed(name):
+    with pytest.raises(UserError) as info:
+        lab.validate_name(name)
+    assert "lower-case letters" in str(info.value)
+
+
+def test_unknown_release_lists_the_known_ones():
+    with pytest.raises(UserError) as info:
+        lab.Lab(release="11")
+    assert "12, 13" in str(info.value)
+
+
+def test_recipe_hash_changes_with_the_recipe(monkeypatch):
+    before = lab.recipe_hash("12")
+    assert before != lab.recipe_hash("13")
+    monkeypatch.setattr(lab, "IMAGE_PACKAGES", (*lab.IMAGE_PACKAGES, "vim-tiny"))
+    assert lab.recipe_hash("12") != before
+
+
+def test_mirrors_from_deb822_sources(tmp_path, monkeypatch):
+    monkeypatch.delenv("TECHOPS_DEBIAN_MIRROR", raising=False)
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n"
+    )
+    assert lab.host_mirrors(tmp_path) == (
+        "http://mirror.example/debian",
+        "http://mirror.example/debian-security",
+    )
+
+
+def test_mirrors_from_one_line_sources_and_override(tmp_path, monkeypatch):
+    monkeypatch.delenv("TECHOPS_DEBIAN_MIRROR", raising=False)
+    (tmp_path / "sources.list").write_text(
+        "# comment\ndeb [arch=amd64] http://m.example/debian/ bookworm main\n"
+    )
+    assert lab.host_mirrors(tmp_path) == ("http://m.example/debian", None)
+    monkeypatch.setenv("TECHOPS_DEBIAN_MIRROR", "http://other.example/debian")
+    assert lab.host_mirrors(tmp_path)[0] == "http://other.example/debian"
+
+
+def test_no_mirror_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("TECHOPS_DEBIAN_MIRROR", raising=False)
+    with pytest.raises(UserError) as info:
+        lab.host_mirrors(tmp_path)
+    assert "TECHOPS_DEBIAN_MIRROR" in str(info.value)
+
+
+def test_inventory_has_the_groups_the_roles_use(tmp_path, monkeypatch):
+    monkeypatch.setenv("TECHOPS_ROOT", str(tmp_path))
+    the_lab = lab.Lab(name="unit")
+    the_lab.key.with_suffix(".pub").write_text("ssh-ed25519 AAAA unit\n")
+    addresses = {h.name: f"10.0.0.{i}" for i, h in enumerate(lab.LAB_HOSTS, 2)}
+    inventory = lab.render_inventory(the_lab, addresses)
+    groups = inventory["all"]["children"]["lab"]["children"]
+    assert set(groups) == {"bastion", "vpn_gateway", "app", "backup_server", "dr_standby"}
+    assert groups["app"]["hosts"] == {
+        "app1": {"ansible_host": "10.0.0.3"},
+        "app2": {"ansible_host": "10.0.0.4"},
+    }
+    common = inventory["all"]["vars"]
+    assert common["ansible_user"] == "ansible"
+    assert "StrictHostKeyChecking=yes" in common["ansible_ssh_common_args"]
+    assert common["techops_lab_automation_key"] == "ssh-ed25519 AAAA unit"
+
+
+def test_only_the_default_lab_writes_the_default_inventory(tmp_path, monkeypatch):
+    monkeypatch.setenv("TECHOPS_ROOT", str(tmp_path))
+    assert lab.Lab().inventory.name == "hosts.yml"
+    assert lab.Lab(name="ci").inventory.name == "hosts-ci.yml"
