@@ -99,6 +99,110 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_ledger(args: argparse.Namespace, *, create: bool = False):
+    from runner.ledger import Ledger
+
+    return Ledger.open(_ledger_url(args), create=create)
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from runner.recorder import reap_interrupted
+    from runner.reports import filter_runs, load_runs, parse_date, runs_table
+
+    ledger = _open_ledger(args, create=True)
+    reap_interrupted(ledger)
+    runs = filter_runs(
+        load_runs(ledger),
+        playbook=args.playbook,
+        status=args.status,
+        host=args.host,
+        since=parse_date(args.since) if args.since else None,
+        until=parse_date(args.until, end_of_day=True) if args.until else None,
+    )
+    if args.json:
+        import json
+
+        print(json.dumps([r.as_dict() for r in runs], indent=2, sort_keys=True))
+    else:
+        print(runs_table(runs[-args.last :] if args.last else runs))
+    return 0
+
+
+def _write(text: str, output: str | None) -> None:
+    if output:
+        from pathlib import Path
+
+        Path(output).write_text(text)
+        print(f"wrote {output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from runner.reports import compliance_report, parse_date, run_report
+
+    ledger = _open_ledger(args)
+    if args.what == "compliance":
+        if args.format == "md":
+            raise UserError("the compliance report comes as html, json or csv")
+        since = parse_date(args.since) if args.since else "0000"
+        _write(compliance_report(ledger, since, args.format), args.output)
+    else:
+        if args.format == "csv":
+            raise UserError("a run report comes as html, json or md")
+        _write(run_report(ledger, args.what, args.format), args.output)
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from runner import ledger as ledger_mod
+
+    if args.action == "keygen":
+        private, public = ledger_mod.generate_keypair()
+        key = Path(args.key)
+        if key.exists():
+            raise UserError(f"{key} exists: refusing to overwrite a signing key")
+        key.parent.mkdir(parents=True, exist_ok=True)
+        key.touch(mode=0o600)
+        key.write_bytes(private)
+        key.with_suffix(".pub").write_bytes(public)
+        print(f"wrote {key} (keep it private) and {key.with_suffix('.pub')} (give it to auditors)")
+        return 0
+    ledger = _open_ledger(args)
+    if args.action == "checkpoint":
+        key = Path(args.key)
+        if not key.is_file():
+            raise UserError(f"signing key {key} not found: create one with techops audit keygen")
+        cp = ledger.checkpoint(key.read_bytes())
+        if args.checkpoints:
+            with open(args.checkpoints, "a") as out:
+                out.write(json.dumps(cp, sort_keys=True) + "\n")
+        print(f"checkpoint: entry {cp['seq']} {cp['hash']} signed by key {cp['key_id']}")
+        return 0
+    trusted = []
+    if args.checkpoints:
+        path = Path(args.checkpoints)
+        if not path.is_file():
+            raise UserError(f"checkpoints file {path} not found")
+        trusted = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    public = None
+    if args.public_key:
+        public = Path(args.public_key).read_bytes()
+    result = ledger.verify(trusted, public)
+    if result.ok:
+        print(
+            f"ledger {ledger.where}: {result.entries} entries verify; head entry "
+            f"{result.head_seq} {result.head_hash}; {result.checkpoints_checked} "
+            "checkpoint(s) match"
+        )
+        return 0
+    print(f"ledger {ledger.where}: DOES NOT VERIFY: {result.problem.reason}", file=sys.stderr)
+    return 3
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="techops", description=__doc__)
     parser.add_argument("--version", action="version", version=f"techops {__version__}")
@@ -147,6 +251,60 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--force", action="store_true", help="build: rebuild even if current")
     lab.add_argument("--images", action="store_true", help="down: also remove the base images")
     lab.set_defaults(handler=_cmd_lab)
+
+    def ledger_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--ledger",
+            help="ledger URL (default: TECHOPS_LEDGER, else sqlite in .techops/ledger.sqlite3)",
+        )
+
+    runs = sub.add_parser(
+        "runs", help="list recorded runs", description="List runs from the ledger, oldest first."
+    )
+    runs.add_argument("--playbook", help="only runs of playbooks whose path contains this")
+    runs.add_argument(
+        "--status",
+        choices=["successful", "failed", "canceled", "timeout", "interrupted", "error", "running"],
+    )
+    runs.add_argument("--host", help="only runs that touched this host")
+    runs.add_argument("--since", help="YYYY-MM-DD or ISO date-time (UTC if no zone)")
+    runs.add_argument("--until", help="YYYY-MM-DD or ISO date-time (UTC if no zone)")
+    runs.add_argument("--last", type=int, help="only the newest N")
+    runs.add_argument("--json", action="store_true")
+    ledger_option(runs)
+    runs.set_defaults(handler=_cmd_runs)
+
+    report = sub.add_parser(
+        "report",
+        help="write a run report or the compliance report",
+        description="Reports read the ledger only.",
+    )
+    report.add_argument("what", help="a run id (or a unique prefix), or 'compliance'")
+    report.add_argument("--format", choices=["html", "json", "md", "csv"], default="html")
+    report.add_argument("--since", help="compliance: failed runs since this date")
+    report.add_argument("-o", "--output", help="write to this file instead of stdout")
+    ledger_option(report)
+    report.set_defaults(handler=_cmd_report)
+
+    audit = sub.add_parser(
+        "audit",
+        help="verify the ledger, sign checkpoints",
+        description="Tamper evidence of the ledger.",
+    )
+    audit.add_argument("action", choices=["verify", "checkpoint", "keygen"])
+    audit.add_argument(
+        "--key",
+        default=".techops/audit/checkpoint.key",
+        help="checkpoint/keygen: the ed25519 signing key (PEM)",
+    )
+    audit.add_argument("--public-key", help="verify: check checkpoint signatures with this key")
+    audit.add_argument(
+        "--checkpoints",
+        help="checkpoint: also append to this file; verify: "
+        "checkpoints kept elsewhere (JSON lines) to check against",
+    )
+    ledger_option(audit)
+    audit.set_defaults(handler=_cmd_audit)
     return parser
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -401,10 +402,20 @@ def _entry(row: Any) -> Entry:
 def _sqlite_engine(url: sa.engine.URL) -> Engine:
     database = url.database or ""
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(
-        url, connect_args={"timeout": LOCK_TIMEOUT_S, "isolation_level": None}
-    )
+        path = Path(database)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(
+                f"cannot create the ledger's directory {path.parent}: {exc.strerror}"
+            ) from None
+        if path.exists() and not (os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)):
+            # A ledger on a read-only disk can still be read, listed and verified; SQLite
+            # must be told, or it fails creating its WAL index beside the file.
+            url = url.set(
+                database=f"file:{path}", query={"mode": "ro", "immutable": "1", "uri": "true"}
+            )
+    engine = sa.create_engine(url, connect_args={"timeout": LOCK_TIMEOUT_S})
 
     @sa_event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:

@@ -1,0 +1,312 @@
+"""Reports, read from the ledger alone: an auditor can render and verify them on a machine
+without Ansible or access to the hosts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from runner.errors import UserError
+from runner.ledger import Entry, Ledger, Verification
+
+EVIDENCE_AREAS = ("patch", "access", "backup", "drill")
+
+
+@dataclass
+class RunView:
+    """One run as the ledger knows it: its started entry and its terminal entry, if any."""
+
+    run_id: str
+    started: Entry
+    end: Entry | None = None
+    entries: list[Entry] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.end is None:
+            return "running"
+        return self.end.body.get("status", self.end.kind.removeprefix("run."))
+
+    @property
+    def playbook(self) -> str:
+        return self.started.body.get("playbook", "")
+
+    @property
+    def hosts(self) -> dict[str, dict[str, Any]]:
+        return (self.end.body.get("hosts") if self.end else None) or {}
+
+    @property
+    def start_time(self) -> str:
+        return self.started.created
+
+    @property
+    def end_time(self) -> str | None:
+        return self.end.created if self.end else None
+
+    @property
+    def who(self) -> str:
+        who = self.started.body.get("who") or {}
+        text = f"{who.get('kind', '?')}:{who.get('name', '?')}"
+        if who.get("sudo_user"):
+            text += f" (sudo from {who['sudo_user']})"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "playbook": self.playbook,
+            "started": self.start_time,
+            "finished": self.end_time,
+            "who": self.who,
+            "start": self.started.body,
+            "end": self.end.body if self.end else None,
+            "entries": [
+                {"seq": e.seq, "kind": e.kind, "hash": e.hash, "prev_hash": e.prev_hash}
+                for e in self.entries
+            ],
+        }
+
+
+def load_runs(ledger: Ledger) -> dict[str, RunView]:
+    runs: dict[str, RunView] = {}
+    for entry in ledger.entries():
+        if entry.kind == "run.started":
+            runs[entry.run_id] = RunView(entry.run_id, entry, entries=[entry])
+        elif entry.kind in ("run.finished", "run.interrupted") and entry.run_id in runs:
+            runs[entry.run_id].end = entry
+            runs[entry.run_id].entries.append(entry)
+    return runs
+
+
+def filter_runs(
+    runs: dict[str, RunView],
+    *,
+    playbook: str | None = None,
+    status: str | None = None,
+    host: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> list[RunView]:
+    chosen = []
+    for run in runs.values():
+        if playbook and playbook not in run.playbook:
+            continue
+        if status and run.status != status:
+            continue
+        if host and host not in run.hosts and host not in (run.started.body.get("hosts") or []):
+            continue
+        if since and run.start_time < since:
+            continue
+        if until and run.start_time > until:
+            continue
+        chosen.append(run)
+    return sorted(chosen, key=lambda r: r.start_time)
+
+
+def parse_date(value: str, *, end_of_day: bool = False) -> str:
+    """A date or date-time from the command line, as the ledger's ISO UTC text."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"bad date {value!r}: use YYYY-MM-DD or an ISO 8601 date-time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    if end_of_day and len(value) == 10:
+        parsed = parsed.replace(hour=23, minute=59, second=59, microsecond=999999)
+    return parsed.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _env() -> Environment:
+    env = Environment(
+        loader=PackageLoader("runner", "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True)
+    return env
+
+
+def get_run(ledger: Ledger, run_id: str) -> RunView:
+    runs = load_runs(ledger)
+    if run_id in runs:
+        return runs[run_id]
+    matches = [r for r in runs if r.startswith(run_id)]
+    if len(matches) == 1:
+        return runs[matches[0]]
+    if not matches:
+        raise UserError(f"no run {run_id!r} in the ledger {ledger.where} (list them: techops runs)")
+    raise UserError(f"run id {run_id!r} is ambiguous: {', '.join(sorted(matches)[:5])}")
+
+
+# ---------------------------------------------------------------------- one run
+
+
+def run_report(ledger: Ledger, run_id: str, fmt: str) -> str:
+    run = get_run(ledger, run_id)
+    verification = ledger.verify()
+    data = run.as_dict()
+    data["ledger"] = _verification(verification)
+    if fmt == "json":
+        return json.dumps(data, indent=2, sort_keys=True)
+    template = "run.md.j2" if fmt == "md" else "run.html.j2"
+    end = run.end.body if run.end else {}
+    evidence = end.get("evidence") or {}
+    areas = sorted(
+        {area for per_host in evidence.values() for area in per_host},
+        key=lambda a: (a not in EVIDENCE_AREAS, a),
+    )
+    return (
+        _env()
+        .get_template(template)
+        .render(
+            run=run,
+            start=run.started.body,
+            end=end,
+            ledger=data["ledger"],
+            areas=areas,
+            evidence=evidence,
+            generated=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+    )
+
+
+def _verification(verification: Verification) -> dict[str, Any]:
+    return {
+        "verified": verification.ok,
+        "entries": verification.entries,
+        "head_seq": verification.head_seq,
+        "head_hash": verification.head_hash,
+        "problem": verification.problem.reason if verification.problem else None,
+        "checkpoints_checked": verification.checkpoints_checked,
+    }
+
+
+# ---------------------------------------------------------------------- compliance
+
+
+def compliance(ledger: Ledger, since: str) -> dict[str, Any]:
+    """Per host: last successful patch, backup freshness, last drill, failed runs since."""
+    runs = sorted(load_runs(ledger).values(), key=lambda r: r.start_time)
+    hosts: dict[str, dict[str, Any]] = {}
+
+    def row(host: str) -> dict[str, Any]:
+        return hosts.setdefault(
+            host,
+            {
+                "host": host,
+                "last_patch": None,
+                "pending_security_updates": None,
+                "last_backup": None,
+                "last_drill": None,
+                "drill_rto_s": None,
+                "drill_rpo_s": None,
+                "drill_passed": None,
+                "failed_runs": [],
+            },
+        )
+
+    for run in runs:
+        if run.end is None:
+            continue
+        evidence = run.end.body.get("evidence") or {}
+        for host, result in run.hosts.items():
+            entry = row(host)
+            ok = result.get("outcome") in ("ok", "changed", "rescued", "skipped")
+            found = evidence.get(host) or {}
+            if ok and "patch" in found and not run.started.body.get("check"):
+                entry["last_patch"] = run.end_time
+                entry["pending_security_updates"] = (found["patch"] or {}).get(
+                    "security_pending_after"
+                )
+            if "backup" in found:
+                entry["last_backup"] = (found["backup"] or {}).get("archive_time") or run.end_time
+            if "drill" in found:
+                drill = found["drill"] or {}
+                entry["last_drill"] = run.end_time
+                entry["drill_rto_s"] = drill.get("rto_s")
+                entry["drill_rpo_s"] = drill.get("rpo_s")
+                entry["drill_passed"] = drill.get("passed")
+            if not ok and run.start_time >= since:
+                entry["failed_runs"].append(run.run_id)
+    now = datetime.now(UTC)
+    for entry in hosts.values():
+        entry["days_since_patch"] = _days(entry["last_patch"], now)
+        entry["backup_age_hours"] = _hours(entry["last_backup"], now)
+    return {
+        "since": since,
+        "generated": now.isoformat(timespec="seconds"),
+        "hosts": [hosts[h] for h in sorted(hosts)],
+        "ledger": _verification(ledger.verify()),
+    }
+
+
+def _days(when: str | None, now: datetime) -> float | None:
+    return round((now - datetime.fromisoformat(when)).total_seconds() / 86400, 1) if when else None
+
+
+def _hours(when: str | None, now: datetime) -> float | None:
+    return round((now - datetime.fromisoformat(when)).total_seconds() / 3600, 1) if when else None
+
+
+COMPLIANCE_COLUMNS = (
+    "host",
+    "last_patch",
+    "days_since_patch",
+    "pending_security_updates",
+    "last_backup",
+    "backup_age_hours",
+    "last_drill",
+    "drill_rto_s",
+    "drill_rpo_s",
+    "drill_passed",
+    "failed_runs",
+)
+
+
+def compliance_report(ledger: Ledger, since: str, fmt: str) -> str:
+    data = compliance(ledger, since)
+    if fmt == "json":
+        return json.dumps(data, indent=2, sort_keys=True)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(COMPLIANCE_COLUMNS)
+        for host in data["hosts"]:
+            writer.writerow(
+                [
+                    " ".join(host[c])
+                    if c == "failed_runs"
+                    else ("" if host[c] is None else host[c])
+                    for c in COMPLIANCE_COLUMNS
+                ]
+            )
+        return out.getvalue()
+    return _env().get_template("compliance.html.j2").render(data=data, columns=COMPLIANCE_COLUMNS)
+
+
+def runs_table(runs: list[RunView]) -> str:
+    rows = [("RUN", "STATUS", "STARTED (UTC)", "PLAYBOOK", "HOSTS", "WHO")]
+    for run in runs:
+        rows.append(
+            (
+                run.run_id,
+                run.status,
+                run.start_time[:19].replace("T", " "),
+                run.playbook,
+                str(len(run.hosts) or len(run.started.body.get("hosts") or [])),
+                run.who,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import json
+
+from runner.redact import REDACTED, Redactor, inventory_secret_values, is_secret_name, secret_values
+
+
+def test_secret_looking_names():
+    for name in ("password", "db_password", "backup_passphrase", "api_token", "vault_x",
+                 "ssh_private_key", "aws_secret_access_key", "mfa_totp_secret", "API_KEY"):
+        assert is_secret_name(name), name
+    for name in ("username", "patch_reboot", "hosts", "port"):
+        assert not is_secret_name(name), name
+
+
+def test_values_are_scrubbed_by_name_and_by_value():
+    redactor = Redactor({"s3cr3t-value"})
+    data = {"user": "bob", "password": "hunter22", "nested": [{"token": "abc"}],
+            "stdout": "connecting with s3cr3t-value now", "count": 3}
+    clean = redactor.data(data)
+    assert clean == {"user": "bob", "password": REDACTED, "nested": [{"token": REDACTED}],
+                     "stdout": f"connecting with {REDACTED} now", "count": 3}
+
+
+def test_no_log_results_are_replaced_whole():
+    event = {"event": "runner_on_ok", "event_data": {"res": {
+        "_ansible_no_log": True, "changed": True, "msg": "the secret is here"}}}
+    clean = Redactor().event(event)
+    res = clean["event_data"]["res"]
+    assert res["changed"] is True
+    assert "secret is here" not in json.dumps(clean)
+
+
+def test_json_escaped_forms_are_scrubbed_too(tmp_path):
+    secret = 'quote"and\\slash-value'
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps({"stdout": f"x {secret} y"}))
+    assert Redactor({secret}).file(path)
+    assert "and\\\\slash" not in path.read_text()
+    assert REDACTED in path.read_text()
+
+
+def test_secret_values_are_collected_from_inventory_files(tmp_path):
+    (tmp_path / "group_vars" / "all").mkdir(parents=True)
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  hosts:\n    h1:\n      ansible_become_password: CANARY-inv-host\n")
+    (tmp_path / "group_vars" / "all" / "vars.yml").write_text(
+        "backup_passphrase: CANARY-inv-group\nharmless: value\n"
+        "vault_thing: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6162\n")
+    (tmp_path / "group_vars" / "all" / "vault.yml").write_text("$ANSIBLE_VAULT;1.1;AES256\n00\n")
+    found = inventory_secret_values(str(tmp_path / "hosts.yml"))
+    assert {"CANARY-inv-host", "CANARY-inv-group"} <= found
+    assert "value" not in found
+
+
+def test_secret_values_of_nested_structures():
+    assert secret_values({"db": {"password": "pw-123456"}, "tokens": ["t-1", "t-2"]}) == {
+        "pw-123456", "t-1", "t-2"}
