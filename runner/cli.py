@@ -76,6 +76,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except BaseException:
             recorder.finish("error", 250)
             raise
+    from runner.retention import Policy, prune_artifacts
+
+    prune_artifacts(state_dir() / "runs", Policy.from_env(), keep={request.run_id})
     if args.json:
         print(to_json(result))
     return result.rc
@@ -181,6 +184,21 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             with open(args.checkpoints, "a") as out:
                 out.write(json.dumps(cp, sort_keys=True) + "\n")
         print(f"checkpoint: entry {cp['seq']} {cp['hash']} signed by key {cp['key_id']}")
+        return 0
+    if args.action == "prune":
+        from runner.reports import parse_date
+        from runner.retention import prune_detail
+
+        if not args.before:
+            raise UserError("prune needs --before DATE: detail of runs ended before it is removed")
+        body = prune_detail(ledger, parse_date(args.before))
+        if body is None:
+            print("nothing to prune")
+        else:
+            print(
+                f"pruned the event detail of {len(body['runs'])} run(s) "
+                f"({body['rows_deleted']} rows); tombstone appended to the ledger"
+            )
         return 0
     trusted = []
     if args.checkpoints:
@@ -291,7 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="verify the ledger, sign checkpoints",
         description="Tamper evidence of the ledger.",
     )
-    audit.add_argument("action", choices=["verify", "checkpoint", "keygen"])
+    audit.add_argument("action", choices=["verify", "checkpoint", "keygen", "prune"])
+    audit.add_argument(
+        "--before",
+        help="prune: remove stored event detail of runs ended before this date (run records stay)",
+    )
     audit.add_argument(
         "--key",
         default=".techops/audit/checkpoint.key",

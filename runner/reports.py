@@ -101,7 +101,9 @@ def filter_runs(
             continue
         if status and run.status != status:
             continue
-        if host and host not in run.hosts and host not in (run.started.body.get("hosts") or []):
+        # Hosts that reported results; for a run without results yet, those it may touch.
+        touched = run.hosts or (run.started.body.get("hosts") or [])
+        if host and host not in touched:
             continue
         if since and run.start_time < since:
             continue

@@ -21,8 +21,10 @@ def ledger_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
     if not PG_URL:
-        pytest.skip("TECHOPS_TEST_PG_URL is not set: run through scripts/test, which starts "
-                    "a local PostgreSQL server (scripts/test-postgres)")
+        pytest.skip(
+            "TECHOPS_TEST_PG_URL is not set: run through scripts/test, which starts "
+            "a local PostgreSQL server (scripts/test-postgres)"
+        )
     url = sa.engine.make_url(PG_URL).set(drivername="postgresql+psycopg")
     engine = sa.create_engine(url)
     ledger_mod.metadata.drop_all(engine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import subprocess
@@ -32,7 +33,7 @@ def test_a_fresh_chain_verifies(ledger):
     assert result.head_seq == 6
     chain = list(ledger.entries())
     assert chain[0].prev_hash == ledger_mod.GENESIS
-    assert all(b.prev_hash == a.hash for a, b in zip(chain, chain[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(chain))
 
 
 def test_one_byte_change_is_named(ledger):
@@ -123,8 +124,10 @@ def test_concurrent_writers_keep_one_valid_chain(ledger_url):
 
 
 def test_events_are_stored_with_their_run(ledger):
-    rows = [{"run_id": "r1", "counter": i, "event": "runner_on_ok", "host": "h", "data": "{}"}
-            for i in range(1, 4)]
+    rows = [
+        {"run_id": "r1", "counter": i, "event": "runner_on_ok", "host": "h", "data": "{}"}
+        for i in range(1, 4)
+    ]
     ledger.append("run.started", "r1", {}, event_rows=rows[:1])
     ledger.add_events(rows[1:])
     assert [e["counter"] for e in ledger.run_events("r1")] == [1, 2, 3]
@@ -132,16 +135,22 @@ def test_events_are_stored_with_their_run(ledger):
 
 # ------------------------------------------------------------------ bad ledgers (SQLite)
 
+
 def test_a_locked_ledger_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(ledger_mod, "LOCK_TIMEOUT_S", 1)
     path = tmp_path / "ledger.sqlite3"
     the_ledger = Ledger.open(f"sqlite:///{path}")
     fill(the_ledger, 1)
     holder = subprocess.Popen(
-        ["python3", "-c",
-         "import sqlite3,sys,time; c=sqlite3.connect(sys.argv[1], isolation_level=None); "
-         "c.execute('BEGIN EXCLUSIVE'); print('held', flush=True); time.sleep(10)", str(path)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            "python3",
+            "-c",
+            "import sqlite3,sys,time; c=sqlite3.connect(sys.argv[1], isolation_level=None); "
+            "c.execute('BEGIN EXCLUSIVE'); print('held', flush=True); time.sleep(10)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -169,10 +178,15 @@ def test_a_corrupt_ledger_is_one_clear_error(tmp_path):
 def readonly_dir(tmp_path):
     mount = tmp_path / "ro"
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], check=False,
-        capture_output=True,
-    ).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
+            check=False,
+            capture_output=True,
+        ).returncode
+        != 0
+    ):
         pytest.skip("needs root and mount(8) to make a read-only file system")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)

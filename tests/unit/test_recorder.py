@@ -16,9 +16,12 @@ from runner.run import RunRequest, RunResult
 def record(ledger: Ledger, events: list[dict], tmp_path: Path, **kwargs) -> Recorder:
     inventory = tmp_path / "hosts.yml"
     inventory.write_text("all:\n  hosts:\n    app1:\n      api_token: CANARY-inventory-token\n")
-    request = RunRequest(playbook=Path("tests/fixtures/playbooks/mixed_outcomes.yml"),
-                         inventory=str(inventory), limit="all",
-                         extravars={"db_password": "CANARY-extra-secret", "batch": 2})
+    request = RunRequest(
+        playbook=Path("tests/fixtures/playbooks/mixed_outcomes.yml"),
+        inventory=str(inventory),
+        limit="all",
+        extravars={"db_password": "CANARY-extra-secret", "batch": 2},
+    )
     recorder = Recorder(ledger, reason="quarterly check", ticket="CHG-42", **kwargs)
     recorder.on_start(request)
     for event in events:
@@ -83,18 +86,32 @@ def test_a_dead_run_is_marked_interrupted(ledger, tmp_path):
     recorder.on_start(request)
     # Pretend the process that started it is gone.
     assert reap_interrupted(ledger) == []  # this process is alive
-    ledger.append("run.started", "dead-run", {
-        "controller": {"host": next(ledger.entries()).body["controller"]["host"],
-                       "pid": 999999, "pid_start": "1"}})
+    ledger.append(
+        "run.started",
+        "dead-run",
+        {
+            "controller": {
+                "host": next(ledger.entries()).body["controller"]["host"],
+                "pid": 999999,
+                "pid_start": "1",
+            }
+        },
+    )
     assert reap_interrupted(ledger) == ["dead-run"]
     assert "dead-run" not in open_runs(ledger)
     assert request.run_id in open_runs(ledger)
 
 
-@pytest.mark.parametrize(("counters", "outcome"), [
-    ({"ok": 3, "dark": 1}, "unreachable"), ({"ok": 3, "failures": 1}, "failed"),
-    ({"ok": 3, "rescued": 1}, "rescued"), ({"ok": 3, "changed": 2}, "changed"),
-    ({"ok": 3}, "ok"), ({"skipped": 4}, "skipped"),
-])
+@pytest.mark.parametrize(
+    ("counters", "outcome"),
+    [
+        ({"ok": 3, "dark": 1}, "unreachable"),
+        ({"ok": 3, "failures": 1}, "failed"),
+        ({"ok": 3, "rescued": 1}, "rescued"),
+        ({"ok": 3, "changed": 2}, "changed"),
+        ({"ok": 3}, "ok"),
+        ({"skipped": 4}, "skipped"),
+    ],
+)
 def test_host_outcome(counters, outcome):
     assert host_outcome(counters) == outcome

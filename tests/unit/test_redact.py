@@ -6,8 +6,17 @@ from runner.redact import REDACTED, Redactor, inventory_secret_values, is_secret
 
 
 def test_secret_looking_names():
-    for name in ("password", "db_password", "backup_passphrase", "api_token", "vault_x",
-                 "ssh_private_key", "aws_secret_access_key", "mfa_totp_secret", "API_KEY"):
+    for name in (
+        "password",
+        "db_password",
+        "backup_passphrase",
+        "api_token",
+        "vault_x",
+        "ssh_private_key",
+        "aws_secret_access_key",
+        "mfa_totp_secret",
+        "API_KEY",
+    ):
         assert is_secret_name(name), name
     for name in ("username", "patch_reboot", "hosts", "port"):
         assert not is_secret_name(name), name
@@ -15,16 +24,30 @@ def test_secret_looking_names():
 
 def test_values_are_scrubbed_by_name_and_by_value():
     redactor = Redactor({"s3cr3t-value"})
-    data = {"user": "bob", "password": "hunter22", "nested": [{"token": "abc"}],
-            "stdout": "connecting with s3cr3t-value now", "count": 3}
+    data = {
+        "user": "bob",
+        "password": "hunter22",
+        "nested": [{"token": "abc"}],
+        "stdout": "connecting with s3cr3t-value now",
+        "count": 3,
+    }
     clean = redactor.data(data)
-    assert clean == {"user": "bob", "password": REDACTED, "nested": [{"token": REDACTED}],
-                     "stdout": f"connecting with {REDACTED} now", "count": 3}
+    assert clean == {
+        "user": "bob",
+        "password": REDACTED,
+        "nested": [{"token": REDACTED}],
+        "stdout": f"connecting with {REDACTED} now",
+        "count": 3,
+    }
 
 
 def test_no_log_results_are_replaced_whole():
-    event = {"event": "runner_on_ok", "event_data": {"res": {
-        "_ansible_no_log": True, "changed": True, "msg": "the secret is here"}}}
+    event = {
+        "event": "runner_on_ok",
+        "event_data": {
+            "res": {"_ansible_no_log": True, "changed": True, "msg": "the secret is here"}
+        },
+    }
     clean = Redactor().event(event)
     res = clean["event_data"]["res"]
     assert res["changed"] is True
@@ -43,10 +66,12 @@ def test_json_escaped_forms_are_scrubbed_too(tmp_path):
 def test_secret_values_are_collected_from_inventory_files(tmp_path):
     (tmp_path / "group_vars" / "all").mkdir(parents=True)
     (tmp_path / "hosts.yml").write_text(
-        "all:\n  hosts:\n    h1:\n      ansible_become_password: CANARY-inv-host\n")
+        "all:\n  hosts:\n    h1:\n      ansible_become_password: CANARY-inv-host\n"
+    )
     (tmp_path / "group_vars" / "all" / "vars.yml").write_text(
         "backup_passphrase: CANARY-inv-group\nharmless: value\n"
-        "vault_thing: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6162\n")
+        "vault_thing: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6162\n"
+    )
     (tmp_path / "group_vars" / "all" / "vault.yml").write_text("$ANSIBLE_VAULT;1.1;AES256\n00\n")
     found = inventory_secret_values(str(tmp_path / "hosts.yml"))
     assert {"CANARY-inv-host", "CANARY-inv-group"} <= found
@@ -55,4 +80,7 @@ def test_secret_values_are_collected_from_inventory_files(tmp_path):
 
 def test_secret_values_of_nested_structures():
     assert secret_values({"db": {"password": "pw-123456"}, "tokens": ["t-1", "t-2"]}) == {
-        "pw-123456", "t-1", "t-2"}
+        "pw-123456",
+        "t-1",
+        "t-2",
+    }
