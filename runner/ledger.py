@@ -249,6 +249,18 @@ class Ledger:
         with self.engine.connect() as conn:
             return list(conn.execute(query))
 
+    def unclosed(self, kind: str, closing: Iterable[str]) -> Iterator[Entry]:
+        """Entries of `kind` whose run has no entry of the `closing` kinds (in SQL)."""
+        closed = sa.select(entries.c.run_id).where(entries.c.kind.in_(list(closing)))
+        query = (
+            sa.select(entries)
+            .where(entries.c.kind == kind)
+            .where(entries.c.run_id.not_in(closed))
+            .order_by(entries.c.seq)
+        )
+        for row in self._guard("read", lambda: self._fetch(query)):
+            yield _entry(row)
+
     def head(self) -> Entry | None:
         query = sa.select(entries).order_by(entries.c.seq.desc()).limit(1)
         rows = self._guard("read", lambda: self._fetch(query))

@@ -361,10 +361,7 @@ def _relative(path: Path, root: Path) -> str:
 
 def open_runs(ledger: Ledger) -> dict[str, dict[str, Any]]:
     """Runs with a `run.started` entry and no terminal entry: running, or dead."""
-    started = {e.run_id: e.body for e in ledger.entries(kinds=["run.started"])}
-    for entry in ledger.entries(kinds=TERMINAL_KINDS):
-        started.pop(entry.run_id, None)
-    return started
+    return {e.run_id: e.body for e in ledger.unclosed("run.started", TERMINAL_KINDS)}
 
 
 def reap_interrupted(ledger: Ledger) -> list[str]:

@@ -61,3 +61,25 @@ def test_version():
     proc = techops("--version")
     assert proc.returncode == 0
     assert proc.stdout.startswith("techops ")
+
+
+def test_a_corrupt_ledger_stops_the_run_before_it_starts(tmp_path):
+    ledger = tmp_path / "ledger.sqlite3"
+    ledger.write_bytes(b"garbage" * 200)
+    proc = techops("run", "site", "-i", "localhost,", "--ledger", f"sqlite:///{ledger}")
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1
+    assert "damaged" in proc.stderr
+    assert ledger.read_bytes() == b"garbage" * 200  # untouched
+
+
+def test_an_unknown_ledger_url_is_refused(tmp_path):
+    proc = techops("runs", "--ledger", "mysql://x@y/z")
+    assert proc.returncode == 1
+    assert "unsupported ledger URL" in proc.stderr
+
+
+def test_a_bad_date_is_one_clear_error():
+    proc = techops("runs", "--since", "last tuesday", "--ledger", "sqlite:///:memory:")
+    assert proc.returncode == 1
+    assert "bad date 'last tuesday'" in proc.stderr
