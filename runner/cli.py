@@ -19,28 +19,39 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _ledger_url(args: argparse.Namespace) -> str:
-    from runner.ledger import default_url
-    from runner.paths import state_dir
+    from runner.launch import ledger_url
 
-    return args.ledger or os.environ.get("TECHOPS_LEDGER") or default_url(state_dir())
+    return ledger_url(getattr(args, "ledger", None))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from runner.launch import parse_when, run_job, run_recorded
     from runner.ledger import Ledger
-    from runner.locks import RunLock, resolve_hosts
-    from runner.paths import state_dir
-    from runner.progress import Progress
-    from runner.recorder import Recorder, reap_interrupted
-    from runner.redact import Redactor, inventory_secret_values, secret_values
     from runner.run import (
         RunRequest,
-        execute,
         parse_extravars,
         resolve_inventory,
         resolve_playbook,
         to_json,
     )
 
+    if args.schedule:
+        if args.playbook:
+            raise UserError(
+                "give either a playbook or --schedule NAME (the job names its "
+                "playbook in schedules.yml)",
+                exit_code=5,
+            )
+        return run_job(
+            args.schedule,
+            ledger=Ledger.open(_ledger_url(args)),
+            scheduled_for=parse_when(args.scheduled_for),
+            override_reason=args.override_reason,
+        )
+    if not args.playbook:
+        raise UserError("which playbook? e.g. techops run site (or --schedule NAME)", exit_code=5)
+    if args.override_reason or args.scheduled_for:
+        raise UserError("--override-reason and --scheduled-for go with --schedule", exit_code=5)
     request = RunRequest(
         playbook=resolve_playbook(args.playbook),
         inventory=resolve_inventory(args.inventory),
@@ -56,29 +67,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # The ledger must be usable before anything runs: a run that cannot be recorded
     # does not start.
     ledger = Ledger.open(_ledger_url(args))
-    reap_interrupted(ledger)
-    hosts = resolve_hosts(request.inventory, request.limit)
-    redactor = Redactor(
-        secret_values(request.extravars) | inventory_secret_values(request.inventory)
-    )
-    recorder = Recorder(
-        ledger,
-        redactor=redactor,
-        reason=args.reason,
-        ticket=args.ticket,
-        schedule=args.schedule,
-        hosts=hosts,
-    )
-    holder = {"run_id": request.run_id, "who": os.environ.get("USER", ""), "pid": os.getpid()}
-    with RunLock(state_dir() / "locks", str(request.playbook), hosts, holder):
-        try:
-            result = execute(request, [Progress(redactor=redactor), recorder])
-        except BaseException:
-            recorder.finish("error", 250)
-            raise
-    from runner.retention import Policy, prune_artifacts
-
-    prune_artifacts(state_dir() / "runs", Policy.from_env(), keep={request.run_id})
+    result = run_recorded(request, ledger, reason=args.reason, ticket=args.ticket)
     if args.json:
         print(to_json(result))
     return result.rc
@@ -221,6 +210,53 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 3
 
 
+def _cmd_schedule(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from runner.schedule import load
+    from runner.scheduler import (
+        describe,
+        format_listing,
+        render_units,
+        scheduler_unit,
+        to_json,
+    )
+
+    schedules = load(Path(args.file) if args.file else None)
+    if args.action == "validate":
+        print(
+            f"{schedules.path}: {len(schedules.jobs)} job(s), {len(schedules.windows)} "
+            f"window(s), {len(schedules.freezes)} freeze(s): valid"
+        )
+        return 0
+    if args.action == "list":
+        rows = describe(schedules, count=args.count)
+        print(to_json(rows) if args.json else format_listing(rows, schedules))
+        return 0
+    if not args.systemd:
+        raise UserError("install needs --systemd (the only installer so far)", exit_code=5)
+    techops_bin = str(Path(sys.executable).parent / "techops")
+    units = render_units(schedules, techops_bin)
+    units["techops-scheduler.service"] = scheduler_unit(techops_bin)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in sorted(units.items()):
+        (out / name).write_text(text)
+        print(f"wrote {out / name}")
+    print(
+        "enable the timers with: systemctl daemon-reload && systemctl enable --now "
+        + " ".join(n for n in sorted(units) if n.endswith(".timer"))
+        + "\n(or run the scheduler service instead of the timers: never both)"
+    )
+    return 0
+
+
+def _cmd_scheduler(args: argparse.Namespace) -> int:
+    from runner.scheduler import serve
+
+    return serve(ledger=args.ledger, once=args.once)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="techops", description=__doc__)
     parser.add_argument("--version", action="version", version=f"techops {__version__}")
@@ -231,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a playbook through ansible-runner",
         description="Run a playbook with live progress and ansible-playbook's exit codes.",
     )
-    run.add_argument("playbook", help="path, or a name under playbooks/ (e.g. site)")
+    run.add_argument("playbook", nargs="?", help="path, or a name under playbooks/ (e.g. site)")
     run.add_argument("-i", "--inventory", help="inventory (default: ansible.cfg's, the lab)")
     run.add_argument("-l", "--limit", help="limit to hosts or groups (Ansible pattern)")
     run.add_argument("-t", "--tags")
@@ -250,7 +286,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the outcome as JSON at the end")
     run.add_argument("--reason", help="why this run happens (recorded in the ledger)")
     run.add_argument("--ticket", help="change or incident ticket (recorded in the ledger)")
-    run.add_argument("--schedule", help=argparse.SUPPRESS)
+    run.add_argument(
+        "--schedule",
+        metavar="JOB",
+        help="run a job of schedules.yml through the "
+        "gate (window, freeze, overlap), as the scheduler and timers do",
+    )
+    run.add_argument(
+        "--override-reason",
+        help="with --schedule: emergency override of a "
+        "closed window or a freeze; recorded in the ledger",
+    )
+    run.add_argument(
+        "--scheduled-for",
+        help="with --schedule: the time the job was due "
+        "(ISO 8601), for the misfire policy; default: its last due time",
+    )
     run.add_argument(
         "--ledger",
         help="ledger URL (default: TECHOPS_LEDGER, else sqlite in .techops/ledger.sqlite3)",
@@ -327,6 +378,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ledger_option(audit)
     audit.set_defaults(handler=_cmd_audit)
+
+    schedule = sub.add_parser(
+        "schedule",
+        help="scheduled jobs: list, validate, install timers",
+        description="Jobs, windows and freezes from schedules.yml.",
+    )
+    schedule.add_argument("action", choices=["list", "validate", "install"])
+    schedule.add_argument("--file", help="schedules file (default: schedules.yml)")
+    schedule.add_argument("--count", type=int, default=3, help="list: next N runs per job")
+    schedule.add_argument("--json", action="store_true")
+    schedule.add_argument(
+        "--systemd", action="store_true", help="install: render systemd timer and service units"
+    )
+    schedule.add_argument(
+        "--output", default="/etc/systemd/system", help="install: where to write the units"
+    )
+    schedule.set_defaults(handler=_cmd_schedule)
+
+    scheduler = sub.add_parser(
+        "scheduler",
+        help="run the scheduler in the foreground",
+        description="Fire the jobs of schedules.yml when due (one "
+        "instance at a time). Stop with SIGTERM or Ctrl-C.",
+    )
+    scheduler.add_argument(
+        "--once", action="store_true", help="fire the jobs due now (catch-up), then exit"
+    )
+    ledger_option(scheduler)
+    scheduler.set_defaults(handler=_cmd_scheduler)
     return parser
 
 

@@ -32,6 +32,7 @@ RC_HOST_FAILED = 2
 RC_HOST_UNREACHABLE = 4
 RC_BAD_OPTIONS = 5
 RC_INTERRUPTED = 99
+RC_TIMEOUT = 124  # as timeout(1): the run was cancelled for exceeding its maximum run time
 
 
 class Observer(Protocol):
@@ -58,6 +59,7 @@ class RunRequest:
     extravars: dict[str, Any] = field(default_factory=dict)
     forks: int | None = None
     verbosity: int = 0
+    timeout: int | None = None  # seconds; the run is cancelled and recorded as timed out
     run_id: str = field(default_factory=lambda: new_run_id())
 
     def cmdline(self) -> list[str]:
@@ -107,6 +109,8 @@ class RunRequest:
             kwargs["extravars"] = self.extravars
         if self.forks:
             kwargs["forks"] = self.forks
+        if self.timeout:
+            kwargs["timeout"] = self.timeout
         if self.cmdline():
             kwargs["cmdline"] = " ".join(_quote(a) for a in self.cmdline())
         return kwargs
@@ -277,6 +281,8 @@ def execute(request: RunRequest, observers: Sequence[Observer] = ()) -> RunResul
     rc = result.rc if isinstance(result.rc, int) else RC_ERROR
     if status == "canceled":
         rc = RC_INTERRUPTED
+    elif status == "timeout":
+        rc = RC_TIMEOUT
     stats = _final_stats(result)
     outcome = RunResult(
         run_id=request.run_id,

@@ -25,7 +25,9 @@ except ImportError:  # used without Ansible (the runner imports this file too)
     AnsibleFilterError = ValueError  # type: ignore[misc,assignment]
 
 DOCUMENTATION_SUMMARY = "Maintenance windows and change freezes from schedules.yml"
-_DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m(?:in)?)?\s*$")
+_DURATION = re.compile(
+    r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m(?:in)?)?\s*(?:(\d+)\s*s)?\s*$"
+)
 _EPOCH = datetime(2000, 1, 1)
 
 
@@ -41,8 +43,8 @@ def parse_duration(value: object, where: str) -> timedelta:
         raise MaintenanceError(
             f"{where}: duration {value!r} is not like '4h', '90m', '1d 2h' or a number of minutes"
         )
-    days, hours, minutes = (int(g or 0) for g in match.groups())
-    result = timedelta(days=days, hours=hours, minutes=minutes)
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    result = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
     if result <= timedelta(0):
         raise MaintenanceError(f"{where}: duration must be positive")
     return result
@@ -274,11 +276,14 @@ def status(
     at = at or datetime.now(timezone.utc)
     if at.tzinfo is None:
         raise MaintenanceError("the time to check must carry a timezone")
-    relevant = [w for w in windows if w.applies(groups) and (window is None or w.name == window)]
-    if window is not None and not relevant:
-        raise MaintenanceError(
-            f"no window named {window!r} applies to groups {sorted(groups - {'all'})}"
-        )
+    # A window named explicitly (a scheduled job's) is used whatever the groups; otherwise
+    # the windows of the host's groups.
+    if window is not None:
+        relevant = [w for w in windows if w.name == window]
+        if not relevant:
+            raise MaintenanceError(f"no window named {window!r}")
+    else:
+        relevant = [w for w in windows if w.applies(groups)]
     open_windows = []
     for w in relevant:
         start = w.open_at(at)

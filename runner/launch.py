@@ -1,0 +1,217 @@
+"""Starting runs: one path for manual runs and scheduled jobs.
+
+`run_recorded` opens the ledger (a run that cannot be recorded does not start), takes the
+host locks, runs with live progress and the recorder, and applies retention. `run_job`
+puts the gate in front of it for a scheduled job, records the gate's decision, and sends
+the job's notifications.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runner.errors import UserError
+from runner.ledger import Ledger, default_url
+from runner.paths import state_dir
+from runner.run import RunRequest, RunResult, resolve_inventory, resolve_playbook
+
+DECISION = "schedule.decision"
+
+
+def ledger_url(explicit: str | None = None) -> str:
+    return explicit or os.environ.get("TECHOPS_LEDGER") or default_url(state_dir())
+
+
+def run_recorded(
+    request: RunRequest,
+    ledger: Ledger,
+    *,
+    reason: str | None = None,
+    ticket: str | None = None,
+    schedule: str | None = None,
+) -> RunResult:
+    from runner.locks import RunLock, resolve_hosts
+    from runner.progress import Progress
+    from runner.recorder import Recorder, reap_interrupted
+    from runner.redact import Redactor, inventory_secret_values, secret_values
+    from runner.retention import Policy, prune_artifacts
+    from runner.run import execute
+
+    reap_interrupted(ledger)
+    hosts = resolve_hosts(request.inventory, request.limit)
+    redactor = Redactor(
+        secret_values(request.extravars) | inventory_secret_values(request.inventory)
+    )
+    recorder = Recorder(
+        ledger, redactor=redactor, reason=reason, ticket=ticket, schedule=schedule, hosts=hosts
+    )
+    holder = {
+        "run_id": request.run_id,
+        "who": schedule or os.environ.get("USER", ""),
+        "pid": os.getpid(),
+    }
+    with RunLock(state_dir() / "locks", str(request.playbook), hosts, holder):
+        try:
+            result = execute(request, [Progress(redactor=redactor), recorder])
+        except BaseException:
+            recorder.finish("error", 250)
+            raise
+    prune_artifacts(state_dir() / "runs", Policy.from_env(), keep={request.run_id})
+    return result
+
+
+class JobLock:
+    """A job never overlaps with itself: held for the whole run of a scheduled job."""
+
+    def __init__(self, name: str) -> None:
+        self.path = state_dir() / "locks" / f"job-{name}.lock"
+        self.fd: int | None = None
+
+    def try_acquire(self, run_id: str) -> str | None:
+        """None when acquired, else the run id of the holder."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = json.loads(os.pread(fd, 4096, 0) or b"{}").get("run_id", "unknown")
+            except ValueError:
+                holder = "unknown"
+            os.close(fd)
+            return holder
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"run_id": run_id, "pid": os.getpid()}).encode(), 0)
+        self.fd = fd
+        return None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def job_groups(inventory: str, limit: str | None) -> set[str]:
+    """The inventory groups of the hosts a job touches (freezes apply by group)."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    manager = InventoryManager(loader=DataLoader(), sources=[inventory])
+    if limit:
+        manager.subset(limit)
+    groups: set[str] = set()
+    for host in manager.get_hosts("all"):
+        groups |= {g.name for g in host.get_groups()}
+    return groups
+
+
+def run_job(
+    name: str,
+    *,
+    ledger: Ledger,
+    now: datetime | None = None,
+    scheduled_for: datetime | None = None,
+    override_reason: str | None = None,
+    schedules_path: Path | None = None,
+) -> int:
+    """Fire a scheduled job through the gate. Returns the exit code."""
+    from runner import gate, notify
+    from runner.schedule import load
+
+    schedules = load(schedules_path)
+    job = schedules.job(name)
+    now = now or datetime.now(UTC)
+    request = RunRequest(
+        playbook=resolve_playbook(job.playbook),
+        inventory=resolve_inventory(job.inventory),
+        limit=job.limit,
+        tags=job.tags,
+        skip_tags=job.skip_tags,
+        extravars=job.extra_vars,
+        timeout=int(job.max_runtime.total_seconds()) if job.max_runtime else None,
+    )
+    lock = JobLock(job.name)
+    running = lock.try_acquire(request.run_id)
+    try:
+        groups = job_groups(request.inventory, job.limit) if job.changes_hosts else set()
+        decision = gate.decide(
+            schedules,
+            job,
+            now,
+            groups,
+            scheduled_for=scheduled_for,
+            override_reason=override_reason,
+            running=running,
+        )
+        record = {
+            **decision.as_record(),
+            "decided_at": now.isoformat(),
+            "controller": socket.gethostname(),
+            "run_id": request.run_id if decision.fires else None,
+        }
+        config = notify.settings(schedules.data.get("notify"), job.notify)
+        if not decision.fires:
+            record["notifications"] = notify.send(config, decision.action, record)
+            ledger.append(DECISION, f"job:{job.name}", record)
+            print(f"techops: job {job.name}: {decision.action}: {decision.reason}")
+            return 0 if decision.action == "skip" else 3
+        ledger.append(DECISION, f"job:{job.name}", record)
+        print(f"techops: job {job.name}: fired ({decision.reason}), run {request.run_id}")
+        result = run_recorded(
+            request,
+            ledger,
+            reason=override_reason or f"scheduled job {job.name}",
+            schedule=job.name,
+        )
+        event = "success" if result.status == "successful" else "failure"
+        payload = {
+            "job": job.name,
+            "run_id": result.run_id,
+            "status": result.status,
+            "rc": result.rc,
+            "reason": f"run {result.status}",
+        }
+        outcomes = notify.send(config, event, payload)
+        if outcomes:
+            ledger.append(
+                "schedule.notified",
+                f"job:{job.name}",
+                {
+                    "job": job.name,
+                    "run_id": result.run_id,
+                    "event": event,
+                    "notifications": outcomes,
+                },
+            )
+        return result.rc
+    finally:
+        lock.release()
+
+
+def parse_when(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise UserError(
+            f"bad time {value!r}: use ISO 8601 with a zone, e.g. 2026-11-24T02:00:00+01:00"
+        ) from None
+    if moment.tzinfo is None:
+        raise UserError(f"time {value!r} needs a zone offset (e.g. +00:00)")
+    return moment
+
+
+def decisions(ledger: Ledger, job: str | None = None) -> list[dict[str, Any]]:
+    found = []
+    for entry in ledger.entries(kinds=[DECISION]):
+        if job is None or entry.body.get("job") == job:
+            found.append({**entry.body, "seq": entry.seq, "recorded": entry.created})
+    return found

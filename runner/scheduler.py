@@ -1,0 +1,300 @@
+"""Firing scheduled jobs: `techops scheduler` (a foreground service) and systemd timers.
+
+Both end in `techops run --schedule NAME`, so the gate decides at fire time either way.
+The scheduler holds a lock so that only one instance is active; it re-reads
+schedules.yml when it changes (keeping the last good version if the new one is invalid),
+and on start fires, once, a job whose last due time it missed within the job's misfire
+grace (the gate records anything later as skipped).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from runner.errors import UserError
+from runner.paths import repo_root, state_dir
+from runner.schedule import Job, Schedules, load
+
+POLL_S = 30.0
+
+WEEKDAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+
+
+class SchedulerLock:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or state_dir() / "scheduler.lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(
+                f"another scheduler is already active ({holder}): only one runs at a time"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _fire(job: Job, due: datetime, ledger: str | None) -> subprocess.Popen:
+    argv = [
+        sys.executable,
+        "-m",
+        "runner.cli",
+        "run",
+        "--schedule",
+        job.name,
+        "--scheduled-for",
+        due.isoformat(),
+    ]
+    if ledger:
+        argv += ["--ledger", ledger]
+    print(f"scheduler: firing {job.name} (due {due.isoformat()})", flush=True)
+    return subprocess.Popen(argv, cwd=repo_root())
+
+
+def serve(
+    *,
+    ledger: str | None = None,
+    once: bool = False,
+    stop: threading.Event | None = None,
+    schedules_path: Path | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT (or `stop` is set). `once`: fire what is due, then return."""
+    lock = SchedulerLock()
+    lock.acquire()
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    path = schedules_path or repo_root() / "schedules.yml"
+    schedules = load(path)
+    mtime = path.stat().st_mtime
+    print(f"scheduler: {len(schedules.jobs)} job(s) from {path}", flush=True)
+    children: list[subprocess.Popen] = []
+    now = datetime.now(UTC)
+    # Catch up: each job's last due time, once; the gate applies the misfire grace.
+    due: dict[str, datetime] = {}
+    for job in schedules.jobs.values():
+        if not job.enabled:
+            continue
+        last = job.last_fire(now)
+        if last is not None and now - last <= max(job.misfire_grace, timedelta(hours=24)):
+            children.append(_fire(job, last, ledger))
+        nxt = job.recurrence.next_after(now)
+        if nxt is not None:
+            due[job.name] = nxt
+    try:
+        while not stop.is_set() and not once:
+            if path.stat().st_mtime != mtime:
+                mtime = path.stat().st_mtime
+                try:
+                    schedules = load(path)
+                    print(f"scheduler: reloaded {path}", flush=True)
+                    due = {
+                        n: j.recurrence.next_after(datetime.now(UTC))
+                        for n, j in schedules.jobs.items()
+                        if j.enabled
+                    }
+                except UserError as exc:
+                    print(
+                        f"scheduler: {path} is invalid, keeping the previous version: {exc}",
+                        flush=True,
+                    )
+            now = datetime.now(UTC)
+            for name, when in list(due.items()):
+                if when is not None and when <= now and name in schedules.jobs:
+                    job = schedules.jobs[name]
+                    children.append(_fire(job, when, ledger))
+                    due[name] = job.recurrence.next_after(when)
+            children = [c for c in children if c.poll() is None]
+            upcoming = [w for w in due.values() if w is not None]
+            wait = min([POLL_S] + [(w - now).total_seconds() for w in upcoming])
+            stop.wait(max(0.5, wait))
+    finally:
+        for child in children:
+            child.wait()
+        lock.release()
+    return 0
+
+
+# ---------------------------------------------------------------------- listing
+
+
+def describe(
+    schedules: Schedules, count: int = 3, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    now = now or datetime.now(UTC)
+    rows = []
+    for job in schedules.jobs.values():
+        fires = []
+        for when in job.next_fires(now, count):
+            status = schedules.window_status({"all"}, when, job.window) if job.window else None
+            freezes = [
+                f.name
+                for f in schedules.freezes
+                if f.start.astimezone(UTC) <= when.astimezone(UTC) <= f.end.astimezone(UTC)
+            ]
+            fires.append(
+                {
+                    "local": when.isoformat(),
+                    "utc": when.astimezone(UTC).isoformat(),
+                    "in_window": status["open"] if status else None,
+                    "frozen_by": freezes,
+                }
+            )
+        rows.append(
+            {
+                "job": job.name,
+                "playbook": job.playbook,
+                "inventory": job.inventory,
+                "enabled": job.enabled,
+                "window": job.window,
+                "timezone": str(job.tz),
+                "changes_hosts": job.changes_hosts,
+                "next": fires,
+            }
+        )
+    return rows
+
+
+def format_listing(rows: list[dict[str, Any]], schedules: Schedules) -> str:
+    lines = []
+    for row in rows:
+        state = "" if row["enabled"] else " (disabled)"
+        lines.append(
+            f"{row['job']}{state}: {row['playbook']} on {row['inventory']}, "
+            f"window {row['window'] or 'none'} ({row['timezone']})"
+        )
+        for fire in row["next"]:
+            notes = []
+            if fire["in_window"] is False:
+                notes.append("OUTSIDE its window: the gate will refuse")
+            if fire["frozen_by"]:
+                notes.append(f"frozen by {', '.join(fire['frozen_by'])}")
+            suffix = f"  [{'; '.join(notes)}]" if notes else ""
+            lines.append(f"    {fire['local']}  ({fire['utc'][:16].replace('T', ' ')} UTC){suffix}")
+    if schedules.freezes:
+        lines.append("freezes:")
+        for f in schedules.freezes:
+            lines.append(
+                f"    {f.name}: {f.start.isoformat()} to {f.end.isoformat()}, "
+                f"groups {', '.join(f.groups)}: {f.reason}"
+            )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- systemd
+
+
+def cron_to_oncalendar(expression: str, tz: str) -> str | None:
+    """A systemd OnCalendar= for a 5-field cron expression, or None if cron's meaning
+    cannot be kept (cron ORs day-of-month and day-of-week when both are restricted;
+    systemd ANDs them)."""
+    minute, hour, dom, month, dow = expression.split()
+    if dom != "*" and dow != "*":
+        return None
+
+    def field(value: str, names: list[str] | None = None) -> str:
+        parts = []
+        for part in value.split(","):
+            step = ""
+            if "/" in part:
+                part, step_value = part.split("/", 1)
+                step = f"/{step_value}"
+                if part == "*":
+                    part = "0" if names is None else part
+            if names is not None:
+                if step:
+                    return ""  # a stepped weekday has no OnCalendar form
+                if "-" in part:
+                    a, b = (int(x) for x in part.split("-"))
+                    parts.append(f"{names[a]}..{names[b]}")
+                else:
+                    parts.append(names[int(part)] if part != "*" else "*")
+            else:
+                parts.append(part.replace("-", "..") + step)
+        return ",".join(parts)
+
+    days = "" if dow == "*" else field(dow, WEEKDAYS)
+    if dow != "*" and not days:
+        return None
+    date = f"*-{field(month) if month != '*' else '*'}-{field(dom) if dom != '*' else '*'}"
+    time_part = f"{field(hour)}:{field(minute)}:00"
+    return " ".join(p for p in (days, date, time_part, tz) if p)
+
+
+def render_units(schedules: Schedules, techops_bin: str, horizon_days: int = 366) -> dict[str, str]:
+    """Timer and service units, one pair per enabled job."""
+    root = repo_root()
+    units: dict[str, str] = {}
+    for job in schedules.jobs.values():
+        if not job.enabled:
+            continue
+        unit = f"techops-job-{job.name}"
+        calendar = (
+            cron_to_oncalendar(job.recurrence.expression, str(job.tz))
+            if job.recurrence.kind == "cron"
+            else None
+        )
+        if calendar:
+            on_calendar = [f"OnCalendar={calendar}"]
+            note = ""
+        else:
+            now = datetime.now(UTC)
+            fires = [
+                f for f in job.next_fires(now, 2000) if f - now <= timedelta(days=horizon_days)
+            ]
+            on_calendar = [f"OnCalendar={f.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" for f in fires]
+            note = (
+                f"# This recurrence has no OnCalendar form: its next {len(fires)} start times\n"
+                f"# (to {fires[-1].date() if fires else '-'}) are listed. Re-run "
+                "`techops schedule install --systemd` before then.\n"
+            )
+        units[f"{unit}.service"] = (
+            f"[Unit]\nDescription=techops scheduled job {job.name} ({job.playbook})\n"
+            "After=network-online.target\nWants=network-online.target\n\n"
+            f"[Service]\nType=oneshot\nWorkingDirectory={root}\n"
+            f"ExecStart={techops_bin} run --schedule {job.name}\n"
+            # The gate decides; a refusal (exit 3) is a decision, not a unit failure.
+            "SuccessExitStatus=3\n"
+        )
+        units[f"{unit}.timer"] = (
+            f"[Unit]\nDescription=When techops job {job.name} fires\n\n[Timer]\n{note}"
+            + "\n".join(on_calendar)
+            + "\n# A missed start (machine off) fires at boot; the gate applies the misfire "
+            "grace.\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n"
+        )
+    return units
+
+
+def scheduler_unit(techops_bin: str) -> str:
+    return (
+        "[Unit]\nDescription=techops scheduler (fires the jobs of schedules.yml)\n"
+        "After=network-online.target\nWants=network-online.target\n\n[Service]\n"
+        f"WorkingDirectory={repo_root()}\nExecStart={techops_bin} scheduler\n"
+        "Restart=on-failure\nRestartSec=10\nKillSignal=SIGTERM\nTimeoutStopSec=600\n\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
+def to_json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, indent=2, sort_keys=True)
