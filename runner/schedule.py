@@ -263,6 +263,12 @@ def load(path: Path | None = None, *, check_files: bool = True) -> Schedules:
             if never:
                 problems.append(f"{loc}: {where}: {never}")
                 continue
+        from runner import notify
+
+        problems += [
+            f"{loc}: {p}"
+            for p in notify.validate(notify.settings(data.get("notify"), job.notify), where)
+        ]
         jobs[name] = job
     if problems:
         raise ScheduleError(problems)

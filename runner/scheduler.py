@@ -260,9 +260,13 @@ def render_units(schedules: Schedules, techops_bin: str, horizon_days: int = 366
             note = ""
         else:
             now = datetime.now(UTC)
-            fires = [
-                f for f in job.next_fires(now, 2000) if f - now <= timedelta(days=horizon_days)
-            ]
+            fires = []
+            moment = now
+            while (nxt := job.recurrence.next_after(moment)) is not None and (
+                nxt - now <= timedelta(days=horizon_days)
+            ):
+                fires.append(nxt)
+                moment = nxt
             on_calendar = [f"OnCalendar={f.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" for f in fires]
             note = (
                 f"# This recurrence has no OnCalendar form: its next {len(fires)} start times\n"

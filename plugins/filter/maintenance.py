@@ -14,6 +14,7 @@ Durations are elapsed time.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -70,6 +71,13 @@ def utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed_rrule(expression: str):
+    from dateutil.rrule import rrulestr
+
+    return rrulestr(expression, dtstart=_EPOCH, cache=True)
+
+
 @dataclass(frozen=True)
 class Recurrence:
     """When something starts: a cron expression or an RRULE, in a timezone."""
@@ -107,9 +115,7 @@ class Recurrence:
         raise MaintenanceError(f"{where}: needs a cron or an rrule")
 
     def _rule(self):
-        from dateutil.rrule import rrulestr
-
-        return rrulestr(self.expression, dtstart=_EPOCH, cache=False)
+        return _parsed_rrule(self.expression)
 
     def next_after(self, moment: datetime) -> datetime | None:
         """The first start strictly after `moment` (aware), as an aware datetime."""
