@@ -198,6 +198,8 @@ def run_job(
 def parse_when(value: str | None) -> datetime | None:
     if not value:
         return None
+    if value == "now":
+        return datetime.now(UTC)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -13,13 +14,16 @@ REPO = Path(__file__).resolve().parents[2]
 LAB = "citest"
 
 
-def techops(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+def techops(
+    *args: str, check: bool = False, env: dict | None = None
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [sys.executable, "-m", "runner.cli", *args],
         cwd=REPO,
         text=True,
         capture_output=True,
         check=False,
+        env={**os.environ, **(env or {})},
     )
     if check and proc.returncode != 0:
         raise AssertionError(
