@@ -64,6 +64,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         forks=args.forks,
         verbosity=args.verbose,
     )
+    if args.node:
+        from runner.remote import load_nodes
+
+        nodes = load_nodes()
+        if args.node not in nodes:
+            raise UserError(
+                f"no execution node {args.node!r} in nodes.yml "
+                f"(nodes: {', '.join(sorted(nodes)) or 'none'})"
+            )
+        request.node = nodes[args.node]
     # The ledger must be usable before anything runs: a run that cannot be recorded
     # does not start.
     ledger = Ledger.open(_ledger_url(args))
@@ -284,6 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-f", "--forks", type=int)
     run.add_argument("-v", "--verbose", action="count", default=0)
     run.add_argument("--json", action="store_true", help="print the outcome as JSON at the end")
+    run.add_argument(
+        "--node",
+        help="run on this execution node of nodes.yml (ansible-runner "
+        "streaming over SSH or Receptor)",
+    )
     run.add_argument("--reason", help="why this run happens (recorded in the ledger)")
     run.add_argument("--ticket", help="change or incident ticket (recorded in the ledger)")
     run.add_argument(

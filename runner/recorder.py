@@ -216,6 +216,7 @@ class Recorder:
             "git": git_state(root),
             "versions": versions(root),
             "hosts": self.hosts,
+            "node": getattr(request.node, "name", None),
         }
         self.ledger.append("run.started", request.run_id, body)
         self.started = True

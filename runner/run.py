@@ -60,6 +60,7 @@ class RunRequest:
     forks: int | None = None
     verbosity: int = 0
     timeout: int | None = None  # seconds; the run is cancelled and recorded as timed out
+    node: Any = None  # a runner.remote.Node: run there through ansible-runner streaming
     run_id: str = field(default_factory=lambda: new_run_id())
 
     def cmdline(self) -> list[str]:
@@ -91,7 +92,9 @@ class RunRequest:
             "project_dir": str(root),
             "ident": self.run_id,
             "playbook": str(self.playbook),
-            "inventory": self.inventory,
+            # A host list ("web1,web2,") goes as a list of sources: ansible-runner reads a
+            # bare string that is not a path as INI inventory text.
+            "inventory": [self.inventory] if _is_host_list(self.inventory) else self.inventory,
             "envvars": envvars,
             # Share ansible.cfg's fact cache with plain ansible-playbook runs instead of
             # ansible-runner's per-run cache, so `gathering = smart` really saves work.
@@ -131,6 +134,10 @@ def _quote(arg: str) -> str:
     import shlex
 
     return shlex.quote(arg)
+
+
+def _is_host_list(inventory: str) -> bool:
+    return "," in inventory and not Path(inventory).exists()
 
 
 def new_run_id() -> str:
@@ -260,7 +267,11 @@ def execute(request: RunRequest, observers: Sequence[Observer] = ()) -> RunResul
     for observer in observers:
         observer.on_start(request)
 
+    final: dict[str, Any] = {}
+
     def on_event(event: dict[str, Any]) -> bool:
+        if event.get("event") == "playbook_on_stats":
+            final.update(event.get("event_data") or {})
         for observer in observers:
             observer.on_event(event)
         return True
@@ -269,16 +280,22 @@ def execute(request: RunRequest, observers: Sequence[Observer] = ()) -> RunResul
     cancel = _Cancel()
     previous = cancel.install() if threading.current_thread() is threading.main_thread() else {}
     try:
-        result = ansible_runner.run(
-            **request.runner_kwargs(),
-            event_handler=on_event,
-            cancel_callback=cancel,
-        )
+        if request.node is not None:
+            from runner.remote import execute_remote
+
+            result = execute_remote(request, request.node, on_event, cancel)
+        else:
+            result = ansible_runner.run(
+                **request.runner_kwargs(),
+                event_handler=on_event,
+                cancel_callback=cancel,
+            )
+
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     status = result.status
-    rc = result.rc if isinstance(result.rc, int) else RC_ERROR
+    rc = result.rc if isinstance(result.rc, int) else _rc_from_stats(status, final)
     if status == "canceled":
         rc = RC_INTERRUPTED
     elif status == "timeout":
@@ -289,7 +306,7 @@ def execute(request: RunRequest, observers: Sequence[Observer] = ()) -> RunResul
         status=status,
         rc=rc,
         stats=stats,
-        artifacts=Path(result.config.artifact_dir) if result.config else None,
+        artifacts=_artifact_dir(result),
         started=started,
         finished=datetime.now(UTC),
     )
@@ -298,9 +315,29 @@ def execute(request: RunRequest, observers: Sequence[Observer] = ()) -> RunResul
     return outcome
 
 
+def _rc_from_stats(status: str, stats: dict[str, Any]) -> int:
+    """ansible-playbook's exit code, for a result that does not carry it (a remote run)."""
+    if status == "successful":
+        return RC_OK
+    if stats.get("dark"):
+        return RC_HOST_UNREACHABLE
+    if stats.get("failures"):
+        return RC_HOST_FAILED
+    return RC_ERROR
+
+
+def _artifact_dir(result: Any) -> Path | None:
+    path = getattr(result, "artifact_dir", None) or getattr(
+        getattr(result, "config", None), "artifact_dir", None
+    )
+    return Path(path) if path else None
+
+
 def _final_stats(result: Any) -> dict[str, dict[str, int]]:
     """Per-host counters from the playbook_on_stats event."""
-    raw = result.stats or {}
+    # A remote run's result (ansible-runner's stream Processor) has no stats: the
+    # recorder takes them from the playbook_on_stats event, as for every run.
+    raw = getattr(result, "stats", None) or {}
     hosts: dict[str, dict[str, int]] = {}
     for counter, per_host in raw.items():
         if not isinstance(per_host, dict):

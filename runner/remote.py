@@ -1,0 +1,242 @@
+"""Remote execution: a run handed to an execution node with ansible-runner's streaming.
+
+ansible-runner splits a run in three: `transmit` packs the job (project, inventory,
+settings) into a stream; `worker`, on the execution node, runs it and streams back events
+and artifacts; `process`, here, replays that stream through the same event handlers as a
+local run. So the progress display and the ledger recorder see exactly the events they
+would see locally.
+
+Two transports carry the streams:
+- SSH, to a node that has ansible-runner installed: `ssh NODE ansible-runner worker`;
+- Receptor, through `receptorctl work submit WORKTYPE --node NODE --payload - --follow`
+  where a Receptor mesh exists.
+
+Nodes are data, in nodes.yml at the repository root:
+
+    nodes:
+      - name: dc2
+        ssh: ansible@exec1.dc2.example.com
+        ssh_options: [-i, /etc/techops/exec_key]
+        ansible_runner: /opt/techops-node/bin/ansible-runner
+      - name: mesh-eu
+        receptor: {socket: /var/run/receptor/receptor.sock, node: exec-eu-1,
+                   worktype: ansible-runner}
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.errors import UserError
+from runner.paths import repo_root, state_dir
+
+# What a job needs of the repository on the node; never the virtualenv, git or state.
+PROJECT_PARTS = (
+    "ansible.cfg",
+    "playbooks",
+    "roles",
+    "plugins",
+    "schedules.yml",
+    "requirements.yml",
+    "tests/fixtures/playbooks",
+)
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    ssh: str | None = None
+    ssh_options: tuple[str, ...] = ()
+    ansible_runner: str = "ansible-runner"
+    receptor: dict[str, str] = field(default_factory=dict)
+
+    def worker_argv(self) -> list[str]:
+        """The command that carries the job to the node and the results back. The worker
+        unpacks the job into a temporary directory of its own and removes it after."""
+        if self.ssh:
+            remote = f"{shlex.quote(self.ansible_runner)} worker"
+            if "/" in self.ansible_runner:
+                # ansible-runner finds ansible-playbook on PATH: put the tools installed
+                # beside it (its virtualenv) first, as a login shell would not.
+                bindir = shlex.quote(self.ansible_runner.rsplit("/", 1)[0])
+                remote = f'PATH={bindir}:"$PATH" {remote}'
+            return ["ssh", "-o", "BatchMode=yes", *self.ssh_options, self.ssh, remote]
+        receptorctl = shutil.which("receptorctl")
+        if receptorctl is None:
+            raise UserError(
+                f"node {self.name} is reached through Receptor but receptorctl is "
+                "not installed (pip install receptorctl)"
+            )
+        return [
+            receptorctl,
+            "--socket",
+            self.receptor["socket"],
+            "work",
+            "submit",
+            self.receptor.get("worktype", "ansible-runner"),
+            "--node",
+            self.receptor["node"],
+            "--payload",
+            "-",
+            "--follow",
+        ]
+
+
+def load_nodes(path: Path | None = None) -> dict[str, Node]:
+    path = path or Path(os.environ.get("TECHOPS_NODES") or repo_root() / "nodes.yml")
+    if not path.is_file():
+        raise UserError(f"{path} not found: execution nodes are listed in nodes.yml")
+    data = yaml.safe_load(path.read_text()) or {}
+    nodes: dict[str, Node] = {}
+    for index, spec in enumerate(data.get("nodes") or []):
+        where = f"{path}: nodes[{index}]"
+        if not isinstance(spec, dict) or not spec.get("name"):
+            raise UserError(f"{where}: each node needs a name")
+        if bool(spec.get("ssh")) == bool(spec.get("receptor")):
+            raise UserError(f"{where} ({spec['name']}): give either ssh or receptor")
+        receptor = spec.get("receptor") or {}
+        if receptor and not (receptor.get("socket") and receptor.get("node")):
+            raise UserError(f"{where} ({spec['name']}): receptor needs socket and node")
+        nodes[spec["name"]] = Node(
+            name=spec["name"],
+            ssh=spec.get("ssh"),
+            ssh_options=tuple(str(o) for o in spec.get("ssh_options") or ()),
+            ansible_runner=spec.get("ansible_runner", "ansible-runner"),
+            receptor=receptor,
+        )
+    return nodes
+
+
+def stage(run_id: str, playbook: Path, inventory: str) -> tuple[Path, str, str]:
+    """A private data dir to transmit: project/ (the content) and inventory/.
+
+    Returns the directory and the playbook and inventory paths as the node will see them.
+    """
+    root = repo_root()
+    staging = state_dir() / "transmit" / run_id
+    project = staging / "project"
+    project.mkdir(parents=True, exist_ok=True)
+    for part in PROJECT_PARTS:
+        source = root / part
+        target = project / part
+        if source.is_dir():
+            shutil.copytree(
+                source,
+                target,
+                dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+            )
+        elif source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    try:
+        relative_playbook = str(playbook.resolve().relative_to(root))
+    except ValueError:
+        raise UserError(
+            f"playbook {playbook} is outside the repository: a remote run "
+            "can only send the repository's content"
+        ) from None
+    inventory_path = Path(inventory)
+    if inventory_path.exists():
+        target = staging / "inventory"
+        if inventory_path.is_dir():
+            shutil.copytree(inventory_path, target)
+            node_inventory = "inventory"
+        else:
+            target.mkdir()
+            shutil.copy2(inventory_path, target / inventory_path.name)
+            for sub in ("group_vars", "host_vars"):
+                if (inventory_path.parent / sub).is_dir():
+                    shutil.copytree(inventory_path.parent / sub, target / sub)
+            node_inventory = f"inventory/{inventory_path.name}"
+        # ansible-runner resolves a relative inventory against the private data dir.
+        node_inventory = str(staging / node_inventory)
+    else:
+        node_inventory = inventory  # an explicit host list
+    return staging, relative_playbook, node_inventory
+
+
+def transmit_kwargs(request: Any, staging: Path, playbook: str, inventory: str) -> dict:
+    """ansible-runner's arguments for a remote run: paths relative to the job, no local
+    environment (the node has its own tools, facts and PATH)."""
+    kwargs = request.runner_kwargs()
+    for local_only in (
+        "project_dir",
+        "envvars",
+        "fact_cache",
+        "fact_cache_type",
+        "suppress_env_files",
+    ):
+        kwargs.pop(local_only, None)
+    if isinstance(kwargs["inventory"], list):
+        # transmit takes one source: a host list travels as inventory text, one host a line.
+        hosts = [h.strip() for h in kwargs["inventory"][0].split(",") if h.strip()]
+        kwargs["inventory"] = "\n".join(hosts) + "\n"
+    else:
+        kwargs["inventory"] = inventory.replace(str(staging) + "/", "")
+    kwargs.update(private_data_dir=str(staging), playbook=playbook)
+    return kwargs
+
+
+def execute_remote(
+    request: Any, node: Node, on_event: Callable[[dict], bool], cancel: Callable[[], bool]
+) -> Any:
+    """Run `request` on `node`; events reach `on_event` as in a local run."""
+    import ansible_runner
+
+    staging, playbook, inventory = stage(request.run_id, request.playbook, request.inventory)
+    kwargs = transmit_kwargs(request, staging, playbook, inventory)
+    argv = node.worker_argv()
+    try:
+        worker = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except FileNotFoundError:
+        raise UserError(f"cannot start {argv[0]} to reach node {node.name}") from None
+    errors: list[bytes] = []
+
+    def send() -> None:
+        try:
+            ansible_runner.run(streamer="transmit", _output=worker.stdin, **kwargs)
+        finally:
+            worker.stdin.close()
+
+    def drain() -> None:
+        errors.append(worker.stderr.read())
+
+    sender = threading.Thread(target=send, daemon=True)
+    reader = threading.Thread(target=drain, daemon=True)
+    sender.start()
+    reader.start()
+    local = state_dir() / "runs" / request.run_id
+    local.mkdir(parents=True, exist_ok=True)
+    result = ansible_runner.run(
+        streamer="process",
+        _input=worker.stdout,
+        private_data_dir=str(local),
+        ident=request.run_id,
+        event_handler=on_event,
+        cancel_callback=cancel,
+        quiet=True,
+    )
+    sender.join(timeout=30)
+    worker.wait(timeout=60)
+    reader.join(timeout=5)
+    shutil.rmtree(staging, ignore_errors=True)
+    if worker.returncode != 0 and result.status not in ("successful", "failed"):
+        detail = b"".join(errors).decode(errors="replace").strip().splitlines()
+        raise UserError(
+            f"node {node.name}: the worker failed ({argv[0]} exit "
+            f"{worker.returncode}): {detail[-1] if detail else 'no message'}"
+        )
+    return result

@@ -1,0 +1,196 @@
+"""A run handed to an execution node over SSH with ansible-runner streaming comes back
+and is recorded exactly as a local run; the Receptor path is checked up to the hand-over."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from runner.remote import Node, load_nodes
+
+from .conftest import LAB, REPO, techops
+
+NODE_VENV = "/opt/techops-node"
+WHEELS = ("ansible-core==2.19.14", "ansible-runner==2.4.3")
+
+
+def sh(*argv: str, **kwargs) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
+    assert proc.returncode == 0, f"{argv}: {proc.stdout[-1500:]} {proc.stderr[-1500:]}"
+    return proc
+
+
+@pytest.fixture(scope="session")
+def execution_node(lab_inventory, tmp_path_factory) -> dict:
+    """backup1 of the test lab, made an execution node: ansible-runner in a virtualenv,
+    installed from wheels the controller downloads (the node needs no internet)."""
+    container = f"{LAB}-backup1"
+    wheels = REPO / ".techops" / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    sh(
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--only-binary=:all:",
+        "-d",
+        str(wheels),
+        *WHEELS,
+    )
+    sh(
+        "podman",
+        "exec",
+        container,
+        "sh",
+        "-c",
+        "command -v python3 >/dev/null && python3 -c 'import ensurepip' 2>/dev/null || "
+        "(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+        "python3-venv >/dev/null)",
+    )
+    sh("podman", "cp", str(wheels), f"{container}:/var/tmp/techops-wheels")
+    sh(
+        "podman",
+        "exec",
+        container,
+        "sh",
+        "-c",
+        f"test -x {NODE_VENV}/bin/ansible-runner || (python3 -m venv {NODE_VENV} && "
+        f"{NODE_VENV}/bin/pip install -q --no-index --find-links /var/tmp/techops-wheels "
+        + " ".join(WHEELS)
+        + ")",
+    )
+    inventory = yaml.safe_load(lab_inventory.read_text())
+    common = inventory["all"]["vars"]
+    address = inventory["all"]["children"]["lab"]["children"]["backup_server"]["hosts"]["backup1"][
+        "ansible_host"
+    ]
+    nodes = tmp_path_factory.mktemp("nodes") / "nodes.yml"
+    nodes.write_text(
+        yaml.safe_dump(
+            {
+                "nodes": [
+                    {
+                        "name": "lab-node",
+                        "ssh": f"ansible@{address}",
+                        "ssh_options": [
+                            "-i",
+                            common["ansible_ssh_private_key_file"],
+                            *common["ansible_ssh_common_args"].split(),
+                        ],
+                        "ansible_runner": f"{NODE_VENV}/bin/ansible-runner",
+                    },
+                    {
+                        "name": "mesh",
+                        "receptor": {
+                            "socket": "/run/receptor/receptor.sock",
+                            "node": "exec-1",
+                            "worktype": "ansible-runner",
+                        },
+                    },
+                ]
+            }
+        )
+    )
+    return {"TECHOPS_NODES": str(nodes)}
+
+
+def test_a_run_on_the_node_comes_back_and_is_recorded_like_a_local_one(execution_node, tmp_path):
+    env = {**execution_node, "TECHOPS_LEDGER": f"sqlite:///{tmp_path / 'ledger.sqlite3'}"}
+    remote = techops(
+        "run",
+        "tests/fixtures/playbooks/node_probe.yml",
+        "-i",
+        "probe,",
+        "--node",
+        "lab-node",
+        "--json",
+        env=env,
+    )
+    assert remote.returncode == 0, remote.stdout[-2000:] + remote.stderr[-2000:]
+    assert "TASK [Read the executing machine's name] 1/1 hosts" in remote.stderr
+    local = techops(
+        "run", "tests/fixtures/playbooks/node_probe.yml", "-i", "probe,", "--json", env=env
+    )
+    assert local.returncode == 0, local.stderr[-2000:]
+    runs = json.loads(techops("runs", "--json", env=env).stdout)
+    assert [r["status"] for r in runs] == ["successful", "successful"]
+    there, here = runs
+    assert there["start"]["node"] == "lab-node" and here["start"]["node"] is None
+    # It really ran on the node, and the record has the same shape as a local run's.
+    assert there["end"]["evidence"]["probe"]["node"]["ran_on"] == "backup1"
+    assert here["end"]["evidence"]["probe"]["node"]["ran_on"] != "backup1"
+    assert there["end"]["hosts"] == here["end"]["hosts"]
+    assert there["end"]["events"]["count"] == here["end"]["events"]["count"]
+    assert techops("audit", "verify", env=env).returncode == 0
+
+
+def test_an_unknown_node_is_one_clear_error(execution_node):
+    proc = techops("run", "site", "-i", "probe,", "--node", "nowhere", env=execution_node)
+    assert proc.returncode == 1
+    assert "no execution node 'nowhere' in nodes.yml" in proc.stderr
+
+
+def test_the_receptor_hand_over(execution_node, monkeypatch, tmp_path):
+    """Everything up to the hand-over: the job is packed by transmit and given to
+    receptorctl on stdin with the node's socket, work type and node id. (No Receptor mesh
+    can be installed here; the README says so.)"""
+    fake = tmp_path / "bin" / "receptorctl"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\nprintf \'%s\\n\' "$@" > "$0.args"\ncat > "$0.payload"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    node = load_nodes(Path(execution_node["TECHOPS_NODES"]))["mesh"]
+    assert node.worker_argv() == [
+        str(fake),
+        "--socket",
+        "/run/receptor/receptor.sock",
+        "work",
+        "submit",
+        "ansible-runner",
+        "--node",
+        "exec-1",
+        "--payload",
+        "-",
+        "--follow",
+    ]
+    proc = techops(
+        "run",
+        "tests/fixtures/playbooks/node_probe.yml",
+        "-i",
+        "probe,",
+        "--node",
+        "mesh",
+        "--ledger",
+        f"sqlite:///{tmp_path / 'l.sqlite3'}",
+        env={
+            **execution_node,
+            "PATH": f"{fake.parent}:{Path(sys.executable).parent}:/usr/bin:/bin",
+        },
+    )
+    payload = Path(f"{fake}.payload").read_text().splitlines()
+    assert json.loads(payload[0]).get("kwargs", {}).get("playbook") == (
+        "tests/fixtures/playbooks/node_probe.yml"
+    )
+    assert any('"zipfile"' in line for line in payload)
+    # receptorctl returned no results: the run fails cleanly and is recorded.
+    assert proc.returncode != 0
+    runs = json.loads(
+        techops("runs", "--json", "--ledger", f"sqlite:///{tmp_path / 'l.sqlite3'}").stdout
+    )
+    assert runs[0]["status"] != "running"
+
+
+def test_nodes_file_errors_are_clear(tmp_path):
+    path = tmp_path / "nodes.yml"
+    path.write_text("nodes:\n  - name: both\n    ssh: a@b\n    receptor: {socket: s, node: n}\n")
+    with pytest.raises(Exception, match="give either ssh or receptor"):
+        load_nodes(path)
+    assert Node(name="n", ssh="a@b", ansible_runner="/x/ansible-runner").worker_argv()[-1] == (
+        'PATH=/x:"$PATH" /x/ansible-runner worker'
+    )
