@@ -144,6 +144,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from runner.reports import compliance_report, parse_date, run_report
 
     ledger = _open_ledger(args)
+    if args.what == "access":
+        from runner.reports import access_report
+
+        if args.format == "md":
+            raise UserError("the access review comes as html, json or csv")
+        _write(access_report(ledger, args.format), args.output)
+        return 0
     if args.what == "compliance":
         if args.format == "md":
             raise UserError("the compliance report comes as html, json or csv")
@@ -363,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a run report or the compliance report",
         description="Reports read the ledger only.",
     )
-    report.add_argument("what", help="a run id (or a unique prefix), or 'compliance'")
+    report.add_argument("what", help="a run id (or a unique prefix), 'compliance' or 'access'")
     report.add_argument("--format", choices=["html", "json", "md", "csv"], default="html")
     report.add_argument("--since", help="compliance: failed runs since this date")
     report.add_argument("-o", "--output", help="write to this file instead of stdout")
