@@ -47,6 +47,7 @@ def decide(
     scheduled_for: datetime | None = None,
     override_reason: str | None = None,
     running: str | None = None,
+    already_fired: str | None = None,
 ) -> Decision:
     """Decide for one firing. `running` names a run of this job still in progress."""
     if now.tzinfo is None:
@@ -64,6 +65,13 @@ def decide(
             "skip",
             f"the previous run {running} of this job is still running "
             "(a job never overlaps with itself)",
+        )
+    if already_fired:
+        due = scheduled_for.isoformat() if scheduled_for else "?"
+        return verdict(
+            "skip",
+            f"already fired for its start due at {due} (run "
+            f"{already_fired}): a due time never fires twice",
         )
     if scheduled_for is not None and not override_reason:
         late = now - scheduled_for

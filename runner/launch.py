@@ -141,14 +141,17 @@ def run_job(
     running = lock.try_acquire(request.run_id)
     try:
         groups = job_groups(request.inventory, job.limit) if job.changes_hosts else set()
+        due = scheduled_for or job.last_fire(now)
+        fired = None if override_reason or due is None else _already_fired(ledger, job.name, due)
         decision = gate.decide(
             schedules,
             job,
             now,
             groups,
-            scheduled_for=scheduled_for,
+            scheduled_for=due,
             override_reason=override_reason,
             running=running,
+            already_fired=fired,
         )
         record = {
             **decision.as_record(),
@@ -193,6 +196,20 @@ def run_job(
         return result.rc
     finally:
         lock.release()
+
+
+def _already_fired(ledger: Ledger, job: str, due: datetime) -> str | None:
+    """The run that already fired this job for this due time (a scheduler restart, a
+    clock jump, or a timer and a scheduler both firing must not run it twice)."""
+    for entry in ledger.entries(kinds=[DECISION]):
+        body = entry.body
+        if (
+            body.get("job") == job
+            and body.get("action") == "fire"
+            and body.get("scheduled_for") == due.isoformat()
+        ):
+            return body.get("run_id") or "an earlier run"
+    return None
 
 
 def parse_when(value: str | None) -> datetime | None:

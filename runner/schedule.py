@@ -144,11 +144,16 @@ class Schedules:
         return maintenance().status(self.data, groups, at, window)
 
 
+def default_path() -> Path:
+    """schedules.yml at the repository root, or the file TECHOPS_SCHEDULES names."""
+    env = os.environ.get("TECHOPS_SCHEDULES")
+    return Path(env) if env else repo_root() / DEFAULT_FILE
+
+
 def load(path: Path | None = None, *, check_files: bool = True) -> Schedules:
     """Read and validate schedules.yml; every problem is reported with its line."""
     root = repo_root()
-    env = os.environ.get("TECHOPS_SCHEDULES")
-    path = path or (Path(env) if env else root / DEFAULT_FILE)
+    path = path or default_path()
     if not path.is_file():
         raise UserError(f"{path} not found: schedules live in schedules.yml at the repository root")
     try:

@@ -22,7 +22,7 @@ from typing import Any
 
 from runner.errors import UserError
 from runner.paths import repo_root, state_dir
-from runner.schedule import Job, Schedules, load
+from runner.schedule import Job, Schedules, default_path, load
 
 POLL_S = 30.0
 
@@ -85,7 +85,7 @@ def serve(
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    path = schedules_path or repo_root() / "schedules.yml"
+    path = schedules_path or default_path()
     schedules = load(path)
     mtime = path.stat().st_mtime
     print(f"scheduler: {len(schedules.jobs)} job(s) from {path}", flush=True)

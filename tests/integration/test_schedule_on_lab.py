@@ -211,3 +211,42 @@ def test_only_one_scheduler_is_active(env):
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=120)
     assert first.returncode == 0
+
+
+def test_the_scheduler_fires_a_due_job_once_even_across_a_restart(env, lab_inventory, tmp_path):
+    path = tmp_path / "one-job.yml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "timezone": "UTC",
+                "windows": [{"name": "always", "cron": "* * * * *", "duration": "2h"}],
+                "jobs": [
+                    {
+                        "name": "probe",
+                        "playbook": "tests/fixtures/playbooks/idempotent_probe.yml",
+                        "inventory": str(lab_inventory),
+                        "cron": "* * * * *",
+                        "window": "always",
+                        "limit": "app1",
+                        "misfire_grace": "10m",
+                    }
+                ],
+            }
+        )
+    )
+    one = {**env, "TECHOPS_SCHEDULES": str(path)}
+    # Started twice: each start catches up the job's last due time; the second start
+    # must see that it already fired (a restart never fires a job twice).
+    for _ in range(2):
+        proc = techops("scheduler", "--once", env=one)
+        assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    made = decisions(one)
+    fired = [d for d in made if d["action"] == "fire"]
+    assert len(fired) >= 1
+    due_times = [d["scheduled_for"] for d in fired]
+    assert len(due_times) == len(set(due_times)), made
+    if len(made) > len(fired):
+        assert any("never fires twice" in d["reason"] for d in made if d["action"] == "skip")
+    recorded = runs(one)
+    assert {r["who"] for r in recorded} == {"schedule:probe"}
+    assert all(r["status"] == "successful" for r in recorded)

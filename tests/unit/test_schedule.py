@@ -223,3 +223,10 @@ def test_cron_with_both_day_fields_has_no_oncalendar_form_and_lists_dates(tmp_pa
         "ExecStart=/opt/techops/.venv/bin/techops run --schedule report"
         in units["techops-job-report.service"]
     )
+
+
+def test_a_due_time_never_fires_twice(schedules):
+    now = datetime(2026, 11, 24, 2, 31, tzinfo=PARIS)
+    decision = gate.decide(schedules, schedules.jobs["patch"], now, {"app"}, already_fired="run-7")
+    assert decision.action == "skip"
+    assert "never fires twice" in decision.reason and "run-7" in decision.reason
