@@ -68,9 +68,12 @@ def versions(root: Path) -> dict[str, Any]:
         wanted = yaml.safe_load((root / "requirements.yml").read_text()).get("collections", [])
     except (OSError, AttributeError, yaml.YAMLError):
         wanted = []
-    import ansible_collections  # shipped by PyPI's `ansible` package
-
-    bases = [Path(p) for p in ansible_collections.__path__]
+    try:
+        import ansible_collections  # shipped by PyPI's `ansible` package
+    except ImportError:  # ansible-core alone: no collections installed
+        bases = []
+    else:
+        bases = [Path(p) for p in ansible_collections.__path__]
     for item in wanted:
         name = item["name"] if isinstance(item, dict) else str(item)
         namespace, _, collection = name.partition(".")

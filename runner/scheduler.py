@@ -277,6 +277,7 @@ def render_units(schedules: Schedules, techops_bin: str, horizon_days: int = 366
             f"[Unit]\nDescription=techops scheduled job {job.name} ({job.playbook})\n"
             "After=network-online.target\nWants=network-online.target\n\n"
             f"[Service]\nType=oneshot\nWorkingDirectory={root}\n"
+            f"Environment=TECHOPS_ROOT={root}\n"
             f"ExecStart={techops_bin} run --schedule {job.name}\n"
             # The gate decides; a refusal (exit 3) is a decision, not a unit failure.
             "SuccessExitStatus=3\n"
@@ -294,7 +295,8 @@ def scheduler_unit(techops_bin: str) -> str:
     return (
         "[Unit]\nDescription=techops scheduler (fires the jobs of schedules.yml)\n"
         "After=network-online.target\nWants=network-online.target\n\n[Service]\n"
-        f"WorkingDirectory={repo_root()}\nExecStart={techops_bin} scheduler\n"
+        f"WorkingDirectory={repo_root()}\nEnvironment=TECHOPS_ROOT={repo_root()}\n"
+        f"ExecStart={techops_bin} scheduler\n"
         "Restart=on-failure\nRestartSec=10\nKillSignal=SIGTERM\nTimeoutStopSec=600\n\n"
         "[Install]\nWantedBy=multi-user.target\n"
     )

@@ -4,100 +4,14 @@ and is recorded exactly as a local run; the Receptor path is checked up to the h
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from runner.remote import Node, load_nodes
 
-from .conftest import LAB, REPO, techops
-
-NODE_VENV = "/opt/techops-node"
-WHEELS = ("ansible-core==2.19.14", "ansible-runner==2.4.3")
-
-
-def sh(*argv: str, **kwargs) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
-    assert proc.returncode == 0, f"{argv}: {proc.stdout[-1500:]} {proc.stderr[-1500:]}"
-    return proc
-
-
-@pytest.fixture(scope="session")
-def execution_node(lab_inventory, tmp_path_factory) -> dict:
-    """backup1 of the test lab, made an execution node: ansible-runner in a virtualenv,
-    installed from wheels the controller downloads (the node needs no internet)."""
-    container = f"{LAB}-backup1"
-    wheels = REPO / ".techops" / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    sh(
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "-q",
-        "--only-binary=:all:",
-        "-d",
-        str(wheels),
-        *WHEELS,
-    )
-    sh(
-        "podman",
-        "exec",
-        container,
-        "sh",
-        "-c",
-        "command -v python3 >/dev/null && python3 -c 'import ensurepip' 2>/dev/null || "
-        "(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
-        "python3-venv >/dev/null)",
-    )
-    sh("podman", "cp", str(wheels), f"{container}:/var/tmp/techops-wheels")
-    sh(
-        "podman",
-        "exec",
-        container,
-        "sh",
-        "-c",
-        f"test -x {NODE_VENV}/bin/ansible-runner || (python3 -m venv {NODE_VENV} && "
-        f"{NODE_VENV}/bin/pip install -q --no-index --find-links /var/tmp/techops-wheels "
-        + " ".join(WHEELS)
-        + ")",
-    )
-    inventory = yaml.safe_load(lab_inventory.read_text())
-    common = inventory["all"]["vars"]
-    address = inventory["all"]["children"]["lab"]["children"]["backup_server"]["hosts"]["backup1"][
-        "ansible_host"
-    ]
-    nodes = tmp_path_factory.mktemp("nodes") / "nodes.yml"
-    nodes.write_text(
-        yaml.safe_dump(
-            {
-                "nodes": [
-                    {
-                        "name": "lab-node",
-                        "ssh": f"ansible@{address}",
-                        "ssh_options": [
-                            "-i",
-                            common["ansible_ssh_private_key_file"],
-                            *common["ansible_ssh_common_args"].split(),
-                        ],
-                        "ansible_runner": f"{NODE_VENV}/bin/ansible-runner",
-                    },
-                    {
-                        "name": "mesh",
-                        "receptor": {
-                            "socket": "/run/receptor/receptor.sock",
-                            "node": "exec-1",
-                            "worktype": "ansible-runner",
-                        },
-                    },
-                ]
-            }
-        )
-    )
-    return {"TECHOPS_NODES": str(nodes)}
+from .conftest import techops
 
 
 def test_a_run_on_the_node_comes_back_and_is_recorded_like_a_local_one(execution_node, tmp_path):
