@@ -85,4 +85,91 @@ def test_pool_address_gives_the_nth_host_and_refuses_outside_the_pool():
 
 
 def test_the_filters_are_registered():
-    assert set(plugin.FilterModule().filters()) == {"vpn_pool", "vpn_pool_address"}
+    assert set(plugin.FilterModule().filters()) == {
+        "vpn_pool",
+        "vpn_pool_address",
+        "vpn_address_in",
+        "vpn_peer_status",
+        "access_users_evidence",
+    }
+
+
+def test_address_in_networks():
+    assert plugin.vpn_address_in("10.89.1.1", ["10.200.0.0/24", "10.89.1.1"])
+    assert plugin.vpn_address_in("10.200.0.7", ["10.200.0.0/24"])
+    assert not plugin.vpn_address_in("10.89.1.2", ["10.200.0.0/24", "10.89.1.1"])
+    assert not plugin.vpn_address_in("", ["10.200.0.0/24"])
+    with pytest.raises(AnsibleFilterError, match="not an address or network"):
+        plugin.vpn_address_in("10.0.0.1", ["nope"])
+
+
+KEY_A = "A" * 43 + "="
+KEY_B = "B" * 43 + "="
+
+
+def test_peer_status_reads_wg_latest_handshakes():
+    users = [
+        {"name": "alice", "public_key": KEY_A},
+        {"name": "bob", "public_key": KEY_B, "state": "present"},
+        {"name": "carol", "public_key": "C" * 43 + "=", "state": "absent"},
+    ]
+    addresses = {"alice": "10.200.0.2", "bob": "10.200.0.3", "carol": "10.200.0.4"}
+    shown = f"{KEY_A}\t1763780000\n{KEY_B}\t0\n"
+    assert plugin.vpn_peer_status(users, addresses, shown) == [
+        {
+            "name": "alice",
+            "state": "present",
+            "vpn_peer": "present",
+            "vpn_address": "10.200.0.2",
+            "last_handshake": 1763780000,
+        },
+        {
+            "name": "bob",
+            "state": "present",
+            "vpn_peer": "present",
+            "vpn_address": "10.200.0.3",
+            "last_handshake": None,
+        },
+        {
+            "name": "carol",
+            "state": "absent",
+            "vpn_peer": "absent",
+            "vpn_address": "10.200.0.4",
+            "last_handshake": None,
+        },
+    ]
+
+
+def test_evidence_merges_both_roles_and_fills_what_one_did_not_see():
+    vpn = [
+        {
+            "name": "alice",
+            "state": "present",
+            "vpn_peer": "present",
+            "vpn_address": "10.200.0.2",
+            "last_handshake": 5,
+        }
+    ]
+    mfa = [
+        {"name": "alice", "totp_enrolled": True, "state": "present"},
+        {"name": "dave", "totp_enrolled": False, "state": "absent"},
+    ]
+    assert plugin.access_users_evidence(vpn, mfa) == [
+        {
+            "name": "alice",
+            "vpn_peer": "present",
+            "vpn_address": "10.200.0.2",
+            "last_handshake": 5,
+            "totp_enrolled": True,
+            "state": "present",
+        },
+        {
+            "name": "dave",
+            "vpn_peer": "absent",
+            "vpn_address": None,
+            "last_handshake": None,
+            "totp_enrolled": False,
+            "state": "absent",
+        },
+    ]
+    assert plugin.access_users_evidence(None, None) == []
