@@ -53,3 +53,20 @@ def test_a_failing_host_gives_ansible_playbooks_exit_code(lab_inventory):
     proc = techops("run", "tests/fixtures/playbooks/mixed_outcomes.yml", "-i", str(lab_inventory))
     assert proc.returncode == 2
     assert "FAILED app2: planned failure on app2" in proc.stderr
+
+
+def test_a_role_variable_of_the_wrong_type_stops_before_any_change(lab_inventory):
+    proc = techops(
+        "run",
+        "base",
+        "-i",
+        str(lab_inventory),
+        "--json",
+        "-e",
+        '{"base_firewall_allowed_tcp_ports": "ssh"}',
+    )
+    assert proc.returncode == 2
+    assert "base_firewall_allowed_tcp_ports" in proc.stderr
+    stats = _outcome(proc)["stats"]
+    assert all(s.get("changed", 0) == 0 for s in stats.values())
+    assert all(s.get("failures", 0) == 1 for s in stats.values())
