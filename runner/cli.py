@@ -279,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"techops {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
+    def ledger_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--ledger",
+            help="ledger URL (default: TECHOPS_LEDGER, else sqlite in .techops/ledger.sqlite3)",
+        )
+
     run = sub.add_parser(
         "run",
         help="run a playbook through ansible-runner",
@@ -324,10 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --schedule: the time the job was due "
         "(ISO 8601), for the misfire policy; default: its last due time",
     )
-    run.add_argument(
-        "--ledger",
-        help="ledger URL (default: TECHOPS_LEDGER, else sqlite in .techops/ledger.sqlite3)",
-    )
+    ledger_option(run)
     run.set_defaults(handler=_cmd_run)
 
     lab = sub.add_parser(
@@ -342,12 +345,6 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--force", action="store_true", help="build: rebuild even if current")
     lab.add_argument("--images", action="store_true", help="down: also remove the base images")
     lab.set_defaults(handler=_cmd_lab)
-
-    def ledger_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--ledger",
-            help="ledger URL (default: TECHOPS_LEDGER, else sqlite in .techops/ledger.sqlite3)",
-        )
 
     runs = sub.add_parser(
         "runs", help="list recorded runs", description="List runs from the ledger, oldest first."

@@ -52,11 +52,8 @@ def sh(*argv: str, **kwargs) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-@pytest.fixture(scope="session")
-def execution_node(lab_inventory, tmp_path_factory) -> dict:
-    """backup1 of the test lab, made an execution node: ansible-runner in a virtualenv,
-    installed from wheels the controller downloads (the node needs no internet)."""
-    container = f"{LAB}-backup1"
+def download_wheels(*specs: str) -> Path:
+    """Wheels for a lab host, fetched here: lab hosts need no access to the package index."""
     wheels = REPO / ".techops" / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     sh(
@@ -68,8 +65,17 @@ def execution_node(lab_inventory, tmp_path_factory) -> dict:
         "--only-binary=:all:",
         "-d",
         str(wheels),
-        *WHEELS,
+        *specs,
     )
+    return wheels
+
+
+@pytest.fixture(scope="session")
+def execution_node(lab_inventory, tmp_path_factory) -> dict:
+    """backup1 of the test lab, made an execution node: ansible-runner in a virtualenv,
+    installed from wheels the controller downloads (the node needs no internet)."""
+    container = f"{LAB}-backup1"
+    wheels = download_wheels(*WHEELS)
     sh(
         "podman",
         "exec",

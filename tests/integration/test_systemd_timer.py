@@ -10,7 +10,7 @@ import time
 
 import yaml
 
-from .conftest import LAB, NODE_VENV, REPO, sh
+from .conftest import LAB, NODE_VENV, REPO, download_wheels, sh
 
 CONTAINER = f"{LAB}-backup1"
 ROOT = "/opt/techops"
@@ -23,18 +23,7 @@ def in_container(command: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_rendered_timer_fires_the_job_through_the_gate(execution_node, tmp_path):
-    wheels = REPO / ".techops" / "wheels"
-    sh(
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "-q",
-        "--only-binary=:all:",
-        "-d",
-        str(wheels),
-        *RUNTIME,
-    )
+    wheels = download_wheels(*RUNTIME)
     sh(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO))
     sh("podman", "cp", str(wheels), f"{CONTAINER}:/var/tmp/techops-wheels-2")
     in_container(
