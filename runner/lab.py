@@ -388,7 +388,17 @@ def ssh_argv(lab: Lab, address: str, *command: str) -> list[str]:
     ]
 
 
-def render_inventory(lab: Lab, addresses: dict[str, str]) -> dict:
+def network_facts(lab: Lab) -> dict[str, str]:
+    """The lab network's subnet and gateway: the gateway is this machine, the controller,
+    as the lab hosts see it (what an sshd Match for the automation account must allow)."""
+    proc = _run(["podman", "network", "inspect", lab.network])
+    subnets = json.loads(proc.stdout)[0].get("subnets") or [{}]
+    return {"subnet": subnets[0].get("subnet", ""), "gateway": subnets[0].get("gateway", "")}
+
+
+def render_inventory(
+    lab: Lab, addresses: dict[str, str], network: dict[str, str] | None = None
+) -> dict:
     """The lab inventory: groups the roles use, each host reached over SSH by address."""
     groups: dict[str, dict] = {}
     for host in LAB_HOSTS:
@@ -407,6 +417,9 @@ def render_inventory(lab: Lab, addresses: dict[str, str]) -> dict:
                 "techops_lab_name": lab.name,
                 "techops_lab_release": lab.release,
                 "techops_lab_automation_key": lab.key.with_suffix(".pub").read_text().strip(),
+                # Where the controller (this machine) is, as the lab hosts see it.
+                "techops_controller_addresses": [network["gateway"]] if network else [],
+                "techops_lab_subnet": network["subnet"] if network else "",
             },
             "children": {"lab": {"children": groups}},
         }
@@ -502,7 +515,7 @@ def write_inventory(lab: Lab, addresses: dict[str, str]) -> None:
         "# Do not edit: it is rewritten on every `up` and removed by `down`.\n"
     )
     lab.inventory.parent.mkdir(parents=True, exist_ok=True)
-    body = yaml.safe_dump(render_inventory(lab, addresses), sort_keys=False)
+    body = yaml.safe_dump(render_inventory(lab, addresses, network_facts(lab)), sort_keys=False)
     lab.inventory.write_text(header + body)
 
 

@@ -66,7 +66,9 @@ def test_inventory_has_the_groups_the_roles_use(tmp_path, monkeypatch):
     the_lab = lab.Lab(name="unit")
     the_lab.key.with_suffix(".pub").write_text("ssh-ed25519 AAAA unit\n")
     addresses = {h.name: f"10.0.0.{i}" for i, h in enumerate(lab.LAB_HOSTS, 2)}
-    inventory = lab.render_inventory(the_lab, addresses)
+    inventory = lab.render_inventory(
+        the_lab, addresses, {"subnet": "10.0.0.0/24", "gateway": "10.0.0.1"}
+    )
     groups = inventory["all"]["children"]["lab"]["children"]
     assert set(groups) == {"bastion", "vpn_gateway", "app", "backup_server", "dr_standby"}
     assert groups["app"]["hosts"] == {
@@ -83,3 +85,15 @@ def test_only_the_default_lab_writes_the_default_inventory(tmp_path, monkeypatch
     monkeypatch.setenv("TECHOPS_ROOT", str(tmp_path))
     assert lab.Lab().inventory.name == "hosts.yml"
     assert lab.Lab(name="ci").inventory.name == "hosts-ci.yml"
+
+
+def test_inventory_says_where_the_controller_is(tmp_path, monkeypatch):
+    monkeypatch.setenv("TECHOPS_ROOT", str(tmp_path))
+    the_lab = lab.Lab(name="unit")
+    the_lab.key.with_suffix(".pub").write_text("ssh-ed25519 AAAA unit\n")
+    addresses = {h.name: "10.0.0.9" for h in lab.LAB_HOSTS}
+    common = lab.render_inventory(
+        the_lab, addresses, {"subnet": "10.0.0.0/24", "gateway": "10.0.0.1"}
+    )["all"]["vars"]
+    assert common["techops_controller_addresses"] == ["10.0.0.1"]
+    assert common["techops_lab_subnet"] == "10.0.0.0/24"
