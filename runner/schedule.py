@@ -48,10 +48,16 @@ def maintenance() -> ModuleType:
     name = "techops_maintenance"
     if name not in sys.modules:
         path = repo_root() / "plugins" / "filter" / "maintenance.py"
+        if not path.is_file():
+            raise UserError(f"{path} not found: TECHOPS_ROOT must point at the repository")
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
     return sys.modules[name]
 
 

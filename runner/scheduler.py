@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,16 @@ def serve(
     once: bool = False,
     stop: threading.Event | None = None,
     schedules_path: Path | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    fire: Callable[[Job, datetime, str | None], Any] | None = None,
+    poll_s: float = POLL_S,
 ) -> int:
-    """Run until SIGTERM/SIGINT (or `stop` is set). `once`: fire what is due, then return."""
+    """Run until SIGTERM/SIGINT (or `stop` is set). `once`: fire what is due, then return.
+
+    `clock` and `fire` exist so that tests can drive time (DST changes, clock jumps) and
+    see what would fire without starting runs.
+    """
+    fire = fire or _fire
     lock = SchedulerLock()
     lock.acquire()
     stop = stop or threading.Event()
@@ -86,52 +95,65 @@ def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     path = schedules_path or default_path()
-    schedules = load(path)
-    mtime = path.stat().st_mtime
-    print(f"scheduler: {len(schedules.jobs)} job(s) from {path}", flush=True)
-    children: list[subprocess.Popen] = []
-    now = datetime.now(UTC)
-    # Catch up: each job's last due time, once; the gate applies the misfire grace.
-    due: dict[str, datetime] = {}
-    for job in schedules.jobs.values():
-        if not job.enabled:
-            continue
-        last = job.last_fire(now)
-        if last is not None and now - last <= max(job.misfire_grace, timedelta(hours=24)):
-            children.append(_fire(job, last, ledger))
-        nxt = job.recurrence.next_after(now)
-        if nxt is not None:
-            due[job.name] = nxt
+    children: list[Any] = []
     try:
+        schedules = load(path)
+        mtime = path.stat().st_mtime
+        print(f"scheduler: {len(schedules.jobs)} job(s) from {path}", flush=True)
+        now = clock()
+        # Catch up: each job's last due time, once; the gate applies the misfire grace
+        # and never fires one due time twice.
+        due: dict[str, datetime | None] = {}
+        for job in schedules.jobs.values():
+            if not job.enabled:
+                continue
+            last = job.last_fire(now)
+            if last is not None and now - last <= max(job.misfire_grace, timedelta(hours=24)):
+                children.append(fire(job, last, ledger))
+            due[job.name] = job.recurrence.next_after(now)
         while not stop.is_set() and not once:
             if path.stat().st_mtime != mtime:
                 mtime = path.stat().st_mtime
                 try:
                     schedules = load(path)
-                    print(f"scheduler: reloaded {path}", flush=True)
-                    due = {
-                        n: j.recurrence.next_after(datetime.now(UTC))
-                        for n, j in schedules.jobs.items()
-                        if j.enabled
-                    }
                 except UserError as exc:
                     print(
                         f"scheduler: {path} is invalid, keeping the previous version: {exc}",
                         flush=True,
                     )
-            now = datetime.now(UTC)
+                else:
+                    print(f"scheduler: reloaded {path}", flush=True)
+                    due = {
+                        n: j.recurrence.next_after(clock())
+                        for n, j in schedules.jobs.items()
+                        if j.enabled
+                    }
+            now = clock()
             for name, when in list(due.items()):
-                if when is not None and when <= now and name in schedules.jobs:
-                    job = schedules.jobs[name]
-                    children.append(_fire(job, when, ledger))
-                    due[name] = job.recurrence.next_after(when)
-            children = [c for c in children if c.poll() is None]
+                if when is None or when > now or name not in schedules.jobs:
+                    continue
+                job = schedules.jobs[name]
+                # After a clock jump forward several due times may have passed: fire the
+                # latest once (the gate applies its grace), never a burst of them.
+                skipped = 0
+                while (later := job.recurrence.next_after(when)) is not None and later <= now:
+                    when, skipped = later, skipped + 1
+                if skipped:
+                    print(
+                        f"scheduler: {name}: {skipped} earlier due time(s) passed while the "
+                        "clock jumped; firing the latest once",
+                        flush=True,
+                    )
+                children.append(fire(job, when, ledger))
+                due[name] = job.recurrence.next_after(when)
+            children = [c for c in children if c is not None and c.poll() is None]
             upcoming = [w for w in due.values() if w is not None]
-            wait = min([POLL_S] + [(w - now).total_seconds() for w in upcoming])
-            stop.wait(max(0.5, wait))
+            wait = min([poll_s] + [(w - now).total_seconds() for w in upcoming])
+            stop.wait(max(min(0.5, poll_s), wait))
     finally:
         for child in children:
-            child.wait()
+            if child is not None:
+                child.wait()
         lock.release()
     return 0
 
