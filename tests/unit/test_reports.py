@@ -167,3 +167,41 @@ def test_unknown_and_ambiguous_run_ids(ledger):
 def test_report_escapes_what_it_shows(ledger):
     add_run(ledger, "r1", {"<script>alert(1)</script>": "ok"})
     assert "<script>alert(1)" not in run_report(ledger, "r1", "html")
+
+
+def test_patch_and_drill_evidence_render_as_tables(ledger):
+    add_run(
+        ledger,
+        "r1",
+        {"app1": "changed", "standby1": "ok"},
+        {
+            "app1": {
+                "patch": {
+                    "status": "ok",
+                    "updates_applied": ["apt"],
+                    "security_updates_applied": ["apt"],
+                    "rebooted": True,
+                    "versions_before": {"apt": "2.6.1"},
+                    "versions_after": {"apt": "2.6.2"},
+                    "security_pending_after": 0,
+                }
+            },
+            "standby1": {
+                "drill": {
+                    "passed": False,
+                    "reason": "RPO 7200 s over target 3600 s",
+                    "rto_s": 95,
+                    "rpo_s": 7200,
+                    "rto_target_s": 900,
+                    "rpo_target_s": 3600,
+                    "files_verified": 120,
+                    "mismatches": [],
+                }
+            },
+        },
+    )
+    html = run_report(ledger, "r1", "html")
+    assert "apt 2.6.1 → 2.6.2" in html
+    assert "rebooted" in html
+    assert "RPO 7200 s over target 3600 s" in html
+    assert "7200 s (3600 s)" in html
