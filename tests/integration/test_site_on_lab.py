@@ -70,3 +70,11 @@ def test_a_role_variable_of_the_wrong_type_stops_before_any_change(lab_inventory
     stats = _outcome(proc)["stats"]
     assert all(s.get("changed", 0) == 0 for s in stats.values())
     assert all(s.get("failures", 0) == 1 for s in stats.values())
+
+
+def test_the_fast_strategy_runs_the_same_site_and_changes_nothing(lab_inventory):
+    proc = techops("run", "site", "-i", str(lab_inventory), "--fast", "--json")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    stats = _outcome(proc)["stats"]
+    assert len(stats) == 5
+    assert all(s.get("changed", 0) == 0 for s in stats.values()), stats
