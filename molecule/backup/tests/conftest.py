@@ -1,0 +1,138 @@
+"""Fixtures for the backup scenario: commands inside the instances, and the playbooks.
+
+Tests act as an operator would: they run the repository's playbooks (backup, drill,
+rollback) with ansible-playbook over SSH, and look at the hosts from outside (podman exec).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+SCENARIO = Path(__file__).resolve().parents[1]
+EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+SERVER, APP, STANDBY = "backup-server", "backup-app", "backup-standby"
+
+
+def sh(container: str, command: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    """Run a shell command inside an instance, as root."""
+    return subprocess.run(
+        ["podman", "exec", container, "/bin/bash", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class PlaybookRun:
+    """A finished ansible-playbook run: return code, output and published evidence."""
+
+    def __init__(self, process: subprocess.CompletedProcess[str]):
+        self.rc = process.returncode
+        self.output = process.stdout + process.stderr
+        try:
+            start = process.stdout.index("{")
+            self.result = json.loads(process.stdout[start:])
+        except ValueError:
+            self.result = {}
+
+    def evidence(self, host: str) -> dict:
+        return self.result.get("custom_stats", {}).get(host, {}).get("techops_evidence", {})
+
+    def messages(self) -> str:
+        """Every task message of the run, joined (where failures explain themselves)."""
+        found = []
+        for play in self.result.get("plays", []):
+            for task in play.get("tasks", []):
+                for outcome in task.get("hosts", {}).values():
+                    if outcome.get("msg"):
+                        found.append(str(outcome["msg"]))
+        return "\n".join(found)
+
+
+@pytest.fixture(scope="session")
+def playbook():
+    """Run playbooks/NAME.yml against the instances, with the scenario's variables."""
+
+    def run(name: str, *args: str) -> PlaybookRun:
+        env = dict(os.environ)
+        env.update(
+            {
+                "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+                "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+                "ANSIBLE_LIBRARY": str(REPO / "plugins" / "modules"),
+                "ANSIBLE_MODULE_UTILS": str(REPO / "plugins" / "module_utils"),
+                "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+                "ANSIBLE_SHOW_CUSTOM_STATS": "true",
+                "ANSIBLE_HOST_KEY_CHECKING": "false",
+                # Facts from this run only: a cache could hold an earlier instance's host keys.
+                "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.memory",
+            }
+        )
+        command = [
+            "ansible-playbook",
+            "-i",
+            str(EPHEMERAL / "ssh-inventory.yml"),
+            "-e",
+            f"@{SCENARIO / 'vars' / 'scenario.yml'}",
+            str(REPO / "playbooks" / f"{name}.yml"),
+            *args,
+        ]
+        process = subprocess.run(
+            command, capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False
+        )
+        return PlaybookRun(process)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def adhoc():
+    """Run one of the repository's modules on an instance (as root) and return its result."""
+
+    def run(host: str, module: str, args: str) -> dict:
+        env = dict(os.environ)
+        env.update(
+            {
+                "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+                "ANSIBLE_LIBRARY": str(REPO / "plugins" / "modules"),
+                "ANSIBLE_MODULE_UTILS": str(REPO / "plugins" / "module_utils"),
+                "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+                "ANSIBLE_LOAD_CALLBACK_PLUGINS": "true",
+                "ANSIBLE_HOST_KEY_CHECKING": "false",
+            }
+        )
+        command = ["ansible", "-i", str(EPHEMERAL / "ssh-inventory.yml"), host, "-b"]
+        command += ["-m", module, "-a", args]
+        process = subprocess.run(
+            command, capture_output=True, text=True, cwd=REPO, env=env, timeout=120, check=False
+        )
+        output = json.loads(process.stdout[process.stdout.index("{") :])
+        return output["plays"][0]["tasks"][0]["hosts"][host]
+
+    return run
+
+
+BORG_CLIENT_ENV = (
+    "BORG_PASSCOMMAND='cat /etc/techops-backup/passphrase' "
+    "BORG_RSH='ssh -i /etc/techops-backup/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes "
+    "-o UserKnownHostsFile=/etc/techops-backup/known_hosts -o StrictHostKeyChecking=yes' "
+)
+REPOSITORY = "ssh://borg@backup-server:22/srv/borg/backup-app/repo"
+
+
+def client_borg(args: str) -> subprocess.CompletedProcess[str]:
+    """borg on the application host, with its own (append-only) key."""
+    return sh(APP, f"{BORG_CLIENT_ENV} borg {args}")
+
+
+def archive_names() -> list[str]:
+    listing = client_borg(f"list --short {REPOSITORY}")
+    assert listing.returncode == 0, listing.stderr
+    return listing.stdout.split()
