@@ -75,8 +75,8 @@ class LabHost:
 # The groups the roles use. Production inventories use the same group names.
 LAB_HOSTS: tuple[LabHost, ...] = (
     LabHost("bastion1", ("bastion", "vpn_gateway")),
-    LabHost("app1", ("app",)),
-    LabHost("app2", ("app",)),
+    LabHost("app1", ("app", "backup_clients")),
+    LabHost("app2", ("app", "backup_clients")),
     LabHost("backup1", ("backup_server",)),
     LabHost("standby1", ("dr_standby",)),
 )
