@@ -78,3 +78,26 @@ def test_the_fast_strategy_runs_the_same_site_and_changes_nothing(lab_inventory)
     stats = _outcome(proc)["stats"]
     assert len(stats) == 5
     assert all(s.get("changed", 0) == 0 for s in stats.values()), stats
+
+
+def test_a_backup_then_a_drill_feed_the_compliance_and_access_reports(lab_inventory, tmp_path):
+    ledger = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    site = techops("run", "site", "-i", str(lab_inventory), "--ledger", ledger)
+    assert site.returncode == 0, site.stderr[-3000:]
+    backup = techops(
+        "run", "backup", "-i", str(lab_inventory), "-e", "backup_run_now=true", "--ledger", ledger
+    )
+    assert backup.returncode == 0, backup.stderr[-3000:]
+    drill = techops("run", "dr_drill", "-i", str(lab_inventory), "--ledger", ledger, "--json")
+    assert drill.returncode == 0, drill.stderr[-3000:]
+    compliance = json.loads(
+        techops("report", "compliance", "--format", "json", "--ledger", ledger).stdout
+    )
+    hosts = {h["host"]: h for h in compliance["hosts"]}
+    assert hosts["app1"]["last_backup"] is not None
+    assert hosts["standby1"]["drill_passed"] is True
+    assert hosts["standby1"]["drill_rto_s"] is not None
+    access = json.loads(techops("report", "access", "--format", "json", "--ledger", ledger).stdout)
+    exemption = access["automation_exemptions"]["bastion1"]
+    assert exemption["user"] == "ansible"
+    assert exemption["addresses"]
