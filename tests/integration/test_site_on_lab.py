@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import yaml
 
@@ -101,3 +102,18 @@ def test_a_backup_then_a_drill_feed_the_compliance_and_access_reports(lab_invent
     exemption = access["automation_exemptions"]["bastion1"]
     assert exemption["user"] == "ansible"
     assert exemption["addresses"]
+
+
+def test_ssh_audit_finds_no_failure_on_the_bastion(lab_inventory):
+    inventory = yaml.safe_load(lab_inventory.read_text())
+    bastion = inventory["all"]["children"]["lab"]["children"]["bastion"]["hosts"]["bastion1"]
+    proc = subprocess.run(
+        ["ssh-audit", "-n", bastion["ansible_host"]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "(kex)" in proc.stdout, proc.stdout + proc.stderr  # it did audit the server
+    failures = [line for line in proc.stdout.splitlines() if "[fail]" in line]
+    assert failures == [], "\n".join(failures)
