@@ -117,3 +117,61 @@ def test_ssh_audit_finds_no_failure_on_the_bastion(lab_inventory):
     assert "(kex)" in proc.stdout, proc.stdout + proc.stderr  # it did audit the server
     failures = [line for line in proc.stdout.splitlines() if "[fail]" in line]
     assert failures == [], "\n".join(failures)
+
+
+def _keys() -> tuple[str, str]:
+    """A WireGuard public key and an OpenSSH public key, made here for a test user."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    wireguard = base64.b64encode(X25519PrivateKey.generate().public_key().public_bytes(*raw))
+    ssh = (
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    )
+    return wireguard.decode(), ssh.decode() + " test-user"
+
+
+def test_the_access_review_lists_granted_and_revoked_users(lab_inventory, tmp_path):
+    ledger = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    users = []
+    for name in ("alice", "bob"):
+        wireguard, ssh = _keys()
+        users.append({"name": name, "public_key": wireguard, "ssh_keys": [ssh], "state": "present"})
+    grant = techops(
+        "run",
+        "access",
+        "-i",
+        str(lab_inventory),
+        "--ledger",
+        ledger,
+        "-e",
+        json.dumps({"access_users": users}),
+    )
+    assert grant.returncode == 0, grant.stderr[-3000:]
+    users[1]["state"] = "absent"
+    revoke = techops(
+        "run",
+        "access",
+        "-i",
+        str(lab_inventory),
+        "--ledger",
+        ledger,
+        "--json",
+        "-e",
+        json.dumps({"access_users": users}),
+    )
+    assert revoke.returncode == 0, revoke.stderr[-3000:]
+    revoking_run = _outcome(revoke)["run_id"]
+    review = json.loads(techops("report", "access", "--format", "json", "--ledger", ledger).stdout)
+    rows = {(r["user"], r["host"]): r for r in review["users"]}
+    alice, bob = rows[("alice", "bastion1")], rows[("bob", "bastion1")]
+    assert alice["state"] == "present" and alice["totp_enrolled"] is True
+    assert alice["vpn_peer"] == "present" and alice["vpn_address"]
+    assert bob["state"] == "absent" and bob["revoked_by_run"] == revoking_run
+    assert bob["totp_enrolled"] is False

@@ -70,8 +70,14 @@ def test_inventory_has_the_groups_the_roles_use(tmp_path, monkeypatch):
         the_lab, addresses, {"subnet": "10.0.0.0/24", "gateway": "10.0.0.1"}
     )
     groups = inventory["all"]["children"]["lab"]["children"]
-    assert set(groups) == {"bastion", "vpn_gateway", "app", "backup_clients", "backup_server",
-                           "dr_standby"}
+    assert set(groups) == {
+        "bastion",
+        "vpn_gateway",
+        "app",
+        "backup_clients",
+        "backup_server",
+        "dr_standby",
+    }
     assert groups["app"]["hosts"] == {
         "app1": {"ansible_host": "10.0.0.3"},
         "app2": {"ansible_host": "10.0.0.4"},
