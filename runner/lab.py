@@ -426,6 +426,15 @@ def render_inventory(
     }
 
 
+def forget_facts(hostname: str) -> None:
+    """A new container is a new machine: drop facts cached for its name (SSH host keys,
+    addresses), from ansible.cfg's cache and from the runner's per-inventory caches."""
+    facts = state_dir() / "facts"
+    for cached in [facts / hostname, *facts.glob(f"*/{hostname}")]:
+        if cached.is_file():
+            cached.unlink()
+
+
 def up(lab: Lab, say=print) -> dict[str, str]:
     """Create (or complete) the lab and write its inventory. Safe to run again."""
     require_podman()
@@ -460,6 +469,7 @@ def up(lab: Lab, say=print) -> dict[str, str]:
             _run(["podman", "rm", "-f", name])
             current = None
         if current is None:
+            forget_facts(host.name)
             say(f"starting {name} ({image})")
             _run(
                 [

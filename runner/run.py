@@ -103,7 +103,7 @@ class RunRequest:
             "envvars": envvars,
             # Share ansible.cfg's fact cache with plain ansible-playbook runs instead of
             # ansible-runner's per-run cache, so `gathering = smart` really saves work.
-            "fact_cache": str(state_dir() / "facts"),
+            "fact_cache": str(fact_cache_dir(self.inventory)),
             "fact_cache_type": "jsonfile",
             "quiet": True,
             # Keep env vars and command-line settings out of env/ files on disk.
@@ -153,6 +153,14 @@ def mitogen_settings() -> dict[str, str]:
         ) from None
     strategies = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
     return {"ANSIBLE_STRATEGY_PLUGINS": str(strategies), "ANSIBLE_STRATEGY": "mitogen_linear"}
+
+
+def fact_cache_dir(inventory: str) -> Path:
+    """Cached facts, one directory per inventory: two inventories may name different
+    machines alike (the lab and a second lab both have an app1)."""
+    import hashlib
+
+    return state_dir() / "facts" / hashlib.sha256(inventory.encode()).hexdigest()[:12]
 
 
 def _is_host_list(inventory: str) -> bool:

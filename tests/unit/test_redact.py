@@ -18,7 +18,7 @@ def test_secret_looking_names():
         "API_KEY",
     ):
         assert is_secret_name(name), name
-    for name in ("username", "patch_reboot", "hosts", "port"):
+    for name in ("username", "patch_reboot", "hosts", "port", "totp_enrolled"):
         assert not is_secret_name(name), name
 
 
