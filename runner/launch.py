@@ -39,15 +39,13 @@ def run_recorded(
     from runner.locks import RunLock, resolve_hosts
     from runner.progress import Progress
     from runner.recorder import Recorder, reap_interrupted
-    from runner.redact import Redactor, inventory_secret_values, secret_values
+    from runner.redact import Redactor
     from runner.retention import Policy, prune_artifacts
     from runner.run import execute
 
     reap_interrupted(ledger)
     hosts = resolve_hosts(request.inventory, request.limit)
-    redactor = Redactor(
-        secret_values(request.extravars) | inventory_secret_values(request.inventory)
-    )
+    redactor = Redactor.for_run(request.extravars, request.inventory)
     recorder = Recorder(
         ledger, redactor=redactor, reason=reason, ticket=ticket, schedule=schedule, hosts=hosts
     )

@@ -23,8 +23,8 @@ from typing import Any
 import yaml
 
 from runner.ledger import Ledger, canonical
-from runner.paths import repo_root
-from runner.redact import Redactor, inventory_secret_values, secret_values
+from runner.paths import inventory_files, repo_root
+from runner.redact import Redactor
 from runner.run import RunRequest, RunResult
 
 BATCH_ROWS = 2000
@@ -90,16 +90,10 @@ def versions(root: Path) -> dict[str, Any]:
 
 def inventory_digest(inventory: str) -> str:
     """sha256 over the inventory's files (hosts, group_vars, host_vars) in a stable order."""
-    path = Path(inventory)
     digest = hashlib.sha256()
-    if not path.exists():
+    base, files = inventory_files(inventory)
+    if not files:
         digest.update(inventory.encode())
-        return digest.hexdigest()
-    base = path if path.is_dir() else path.parent
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for sub in ("group_vars", "host_vars"):
-        if path.is_file() and (base / sub).is_dir():
-            files += sorted(p for p in (base / sub).rglob("*") if p.is_file())
     for file in files:
         digest.update(str(file.relative_to(base)).encode() + b"\0")
         digest.update(file.read_bytes() + b"\0")
@@ -190,8 +184,7 @@ class Recorder:
     def on_start(self, request: RunRequest) -> None:
         self.request = request
         if not self.redactor_given:
-            known = secret_values(request.extravars) | inventory_secret_values(request.inventory)
-            self.redactor = Redactor(known)
+            self.redactor = Redactor.for_run(request.extravars, request.inventory)
         root = repo_root()
         body = {
             "run_id": request.run_id,

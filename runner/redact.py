@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from runner.paths import inventory_files
+
 REDACTED = "**redacted**"
 SECRET_NAME = re.compile(
     # A TOTP secret is caught by "secret"; "totp" alone would hide facts such as
@@ -50,6 +52,11 @@ class Redactor:
             if forms
             else None
         )
+
+    @classmethod
+    def for_run(cls, extravars: dict[str, Any], inventory: str) -> Redactor:
+        """The secrets a run knows before it starts: its extra vars and its inventory."""
+        return cls(secret_values(extravars) | inventory_secret_values(inventory))
 
     def add(self, values: Iterable[str]) -> Redactor:
         return Redactor([*self.values, *values])
@@ -159,16 +166,7 @@ def inventory_secret_values(inventory: str) -> set[str]:
     Encrypted files and !vault values are skipped: they are never plain text on disk, and
     a role must keep them out of its output with no_log.
     """
-    path = Path(inventory)
-    if not path.exists():
-        return set()
-    base = path if path.is_dir() else path.parent
-    files = [path] if path.is_file() else []
-    for sub in ("group_vars", "host_vars"):
-        if (base / sub).is_dir():
-            files += [p for p in (base / sub).rglob("*") if p.is_file()]
-    if path.is_dir():
-        files += [p for p in path.iterdir() if p.is_file()]
+    _, files = inventory_files(inventory)
     found: set[str] = set()
     for file in files:
         if file.suffix not in ("", ".yml", ".yaml", ".json"):

@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 from runner.errors import UserError
-from runner.paths import repo_root, state_dir
+from runner.paths import inventory_files, repo_root, state_dir
 
 # What a job needs of the repository on the node; never the virtualenv, git or state.
 PROJECT_PARTS = (
@@ -146,21 +146,15 @@ def stage(run_id: str, playbook: Path, inventory: str) -> tuple[Path, str, str]:
             f"playbook {playbook} is outside the repository: a remote run "
             "can only send the repository's content"
         ) from None
-    inventory_path = Path(inventory)
-    if inventory_path.exists():
+    base, files = inventory_files(inventory)
+    if files:
         target = staging / "inventory"
-        if inventory_path.is_dir():
-            shutil.copytree(inventory_path, target)
-            node_inventory = "inventory"
-        else:
-            target.mkdir()
-            shutil.copy2(inventory_path, target / inventory_path.name)
-            for sub in ("group_vars", "host_vars"):
-                if (inventory_path.parent / sub).is_dir():
-                    shutil.copytree(inventory_path.parent / sub, target / sub)
-            node_inventory = f"inventory/{inventory_path.name}"
+        for file in files:
+            (target / file.relative_to(base)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(file, target / file.relative_to(base))
+        entry = Path(inventory)
         # ansible-runner resolves a relative inventory against the private data dir.
-        node_inventory = str(staging / node_inventory)
+        node_inventory = str(target if entry.is_dir() else target / entry.name)
     else:
         node_inventory = inventory  # an explicit host list
     return staging, relative_playbook, node_inventory

@@ -104,3 +104,19 @@ def test_inventory_says_where_the_controller_is(tmp_path, monkeypatch):
     )["all"]["vars"]
     assert common["techops_controller_addresses"] == ["10.0.0.1"]
     assert common["techops_lab_subnet"] == "10.0.0.0/24"
+
+
+def test_a_new_container_forgets_the_facts_cached_for_its_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("TECHOPS_ROOT", str(tmp_path))
+    from runner.run import fact_cache_dir
+
+    runner_cache = fact_cache_dir("inventories/lab/hosts.yml")
+    runner_cache.mkdir(parents=True)
+    plain_cache = runner_cache.parent
+    for directory in (plain_cache, runner_cache):
+        (directory / "app1").write_text("{}")
+        (directory / "app2").write_text("{}")
+    lab.forget_facts("app1")
+    assert not (plain_cache / "app1").exists() and not (runner_cache / "app1").exists()
+    assert (plain_cache / "app2").exists() and (runner_cache / "app2").exists()
+    assert fact_cache_dir("a.yml") != fact_cache_dir("b.yml")
