@@ -91,6 +91,26 @@ def canonical(value: Any) -> str:
     )
 
 
+def event_row_hash(counter: int, kind: str, host: str | None, data: str) -> str:
+    """The hash of one stored event row (its data as stored: canonical JSON text)."""
+    return hashlib.sha256(canonical([counter, kind, host, data]).encode()).hexdigest()
+
+
+def events_digest(row_hashes: Iterable[tuple[int, str]]) -> str:
+    """The digest that seals a run's stored events: its (counter, row hash) pairs in order.
+    An entry that carries {"events": {"count": N, "sha256": D}} seals its run's events, and
+    `verify` recomputes D from the rows stored."""
+    digest = hashlib.sha256()
+    for _, row_hash in sorted(row_hashes):
+        digest.update(row_hash.encode())
+    return digest.hexdigest()
+
+
+# The entry kind that drops the stored events of the runs it names (a retention tombstone):
+# from then on those runs' events are no longer expected to match their seal.
+PRUNED = "ledger.pruned"
+
+
 def entry_hash(seq: int, prev_hash: str, kind: str, run_id: str, created: str, body: str) -> str:
     material = canonical([seq, prev_hash, kind, run_id, created, body])
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
@@ -180,13 +200,20 @@ class Ledger:
         run_id: str,
         body: dict[str, Any],
         event_rows: Iterable[dict[str, Any]] = (),
+        *,
+        drop_events_of: Iterable[str] = (),
     ) -> Entry:
-        """Append one entry (and optionally its run's event rows) in one transaction."""
+        """Append one entry in one transaction, with its run's event rows if given, and
+        removing the stored events of the runs in `drop_events_of` (a prune's tombstone and
+        the removal it records commit together or not at all)."""
         body_text = canonical(body)
+        drop = sorted(drop_events_of)
 
         def work() -> Entry:
             with self._writing() as conn:
                 self._lock(conn)
+                if drop:
+                    conn.execute(events.delete().where(events.c.run_id.in_(drop)))
                 head = conn.execute(
                     sa.select(entries.c.seq, entries.c.hash).order_by(entries.c.seq.desc()).limit(1)
                 ).first()
@@ -278,13 +305,6 @@ class Ledger:
             for r in rows
         ]
 
-    def delete_events(self, run_ids: list[str]) -> int:
-        def work() -> int:
-            with self._writing() as conn:
-                return conn.execute(events.delete().where(events.c.run_id.in_(run_ids))).rowcount
-
-        return self._guard("write to", work)
-
     # ------------------------------------------------------------------ verifying
     def verify(
         self, trusted_checkpoints: Iterable[dict[str, Any]] = (), public_key: bytes | None = None
@@ -325,6 +345,8 @@ class Ledger:
             prev = row.hash
             expected_seq += 1
         head_seq = expected_seq - 1
+        if problem is None:
+            problem = self._verify_events()
         checked = 0
         stored = [
             dict(r._mapping)
@@ -356,6 +378,43 @@ class Ledger:
                     "checkpoint: the chain was rewritten",
                 )
         return Verification(count, prev, head_seq, problem, checked)
+
+    def _verify_events(self) -> Problem | None:
+        """Each sealed run's stored events still hash to the digest its entry carries,
+        unless a tombstone says they were pruned."""
+        sealed: dict[str, tuple[int, dict[str, Any]]] = {}
+        pruned: set[str] = set()
+        query = sa.select(entries.c.seq, entries.c.kind, entries.c.run_id, entries.c.body).order_by(
+            entries.c.seq
+        )
+        for row in self._guard("read", lambda: self._fetch(query)):
+            if '"events"' not in row.body and row.kind != PRUNED:
+                continue
+            body = json.loads(row.body)
+            if row.kind == PRUNED:
+                pruned |= set(body.get("runs") or {})
+            elif isinstance(body.get("events"), dict) and body["events"].get("sha256"):
+                sealed[row.run_id] = (row.seq, body["events"])
+        stored: dict[str, list[tuple[int, str]]] = {}
+        rows = sa.select(
+            events.c.run_id, events.c.counter, events.c.event, events.c.host, events.c.data
+        )
+        for row in self._guard("read", lambda: self._fetch(rows)):
+            stored.setdefault(row.run_id, []).append(
+                (row.counter, event_row_hash(row.counter, row.event, row.host, row.data))
+            )
+        for run_id, (seq, seal) in sealed.items():
+            if run_id in pruned:
+                continue
+            found = stored.get(run_id, [])
+            if len(found) != seal.get("count") or events_digest(found) != seal["sha256"]:
+                return Problem(
+                    seq,
+                    f"the stored events of run {run_id} were altered: they no longer match "
+                    f"the digest sealed in entry {seq} ({seal.get('count')} events sealed, "
+                    f"{len(found)} stored)",
+                )
+        return None
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self, private_key_pem: bytes) -> dict[str, Any]:

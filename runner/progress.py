@@ -44,6 +44,8 @@ class Progress:
         self._print(f"run {request.run_id}: {request.playbook.name} on {request.inventory}{mode}")
 
     def on_event(self, event: dict[str, Any]) -> None:
+        # Before anything of this event is printed: a secret the task just returned.
+        self.redactor.learn_from(event)
         kind = event.get("event", "")
         data = event.get("event_data", {})
         if kind == "playbook_on_play_start":

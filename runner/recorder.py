@@ -14,6 +14,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -22,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from runner.ledger import Ledger, canonical
-from runner.paths import inventory_files, repo_root
+from runner.ledger import Ledger, canonical, event_row_hash, events_digest
+from runner.paths import inventory_files, repo_root, state_dir
 from runner.redact import Redactor
 from runner.run import RunRequest, RunResult
 
@@ -233,12 +234,7 @@ class Recorder:
         }
         self.rows.append(row)
         self.row_hashes.append(
-            (
-                row["counter"],
-                hashlib.sha256(
-                    canonical([row["counter"], kind, host, row["data"]]).encode()
-                ).hexdigest(),
-            )
+            (row["counter"], event_row_hash(row["counter"], kind, host, row["data"]))
         )
         if kind == "playbook_on_stats":
             self._take_stats(data)
@@ -328,9 +324,6 @@ class Recorder:
         self.finished = True
         self.flush()
         stats = self.stats or stats or {}
-        digest = hashlib.sha256()
-        for _, row_hash in sorted(self.row_hashes):
-            digest.update(row_hash.encode())
         body = {
             "run_id": self.request.run_id,
             "status": status,
@@ -339,7 +332,7 @@ class Recorder:
             "failed_tasks": self.failed_tasks,
             "changed_tasks": self.changed_tasks,
             "evidence": self.evidence,
-            "events": {"count": len(self.row_hashes), "sha256": digest.hexdigest()},
+            "events": {"count": len(self.row_hashes), "sha256": events_digest(self.row_hashes)},
         }
         if result is not None:
             body["duration_s"] = round((result.finished - result.started).total_seconds(), 3)
@@ -372,15 +365,27 @@ def reap_interrupted(ledger: Ledger) -> list[str]:
         pid = controller.get("pid")
         alive = isinstance(pid, int) and _process_start(pid) == controller.get("pid_start")
         if not alive:
-            ledger.append(
-                "run.interrupted",
-                run_id,
-                {
-                    "run_id": run_id,
-                    "status": "interrupted",
-                    "detail": "the techops process ended before it recorded the run's end "
-                    "(killed, crashed, or the machine stopped)",
-                },
-            )
+            body = {
+                "run_id": run_id,
+                "status": "interrupted",
+                "detail": "the techops process ended before it recorded the run's end "
+                "(killed, crashed, or the machine stopped)",
+            }
+            if _drop_unscrubbed_artifacts(run_id):
+                body["artifacts"] = (
+                    "removed: they were never scrubbed of secrets; the run's redacted "
+                    "events up to its end are in the ledger"
+                )
+            ledger.append("run.interrupted", run_id, body)
             reaped.append(run_id)
     return reaped
+
+
+def _drop_unscrubbed_artifacts(run_id: str) -> bool:
+    """Remove a dead run's ansible-runner artifacts. Only the end of a run scrubs them, and
+    the values to scrub (its extra vars, what its tasks returned) died with the process."""
+    path = state_dir() / "runs" / run_id
+    if not path.is_dir() or not run_id or "/" in run_id or run_id.startswith("."):
+        return False
+    shutil.rmtree(path, ignore_errors=True)
+    return True

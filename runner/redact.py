@@ -7,6 +7,11 @@ Two complementary rules:
   vars and in the inventory's own files) are replaced wherever they appear, even inside
   free text such as a task's stdout or an error message.
 Results that Ansible marks ``no_log`` are replaced whole.
+
+A run also learns secrets as it goes: a value a task returns under a secret-looking name
+(a generated token, a fact such as ``db_password``) joins the known values, so the same
+value is scrubbed from the text Ansible prints for that task and every later one. The
+password part of a URL (``scheme://user:password@host``) is always replaced.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ SECRET_NAME = re.compile(
 )
 # Short values would replace ordinary words everywhere: only values this long are scrubbed.
 MIN_SECRET_LENGTH = 6
+# The password in a URL's user information: postgresql://user:PASSWORD@host/db.
+URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@]+:)([^\s/@]+)@")
 
 
 def is_secret_name(name: object) -> bool:
@@ -40,28 +47,38 @@ class Redactor:
     """Applies both rules. Build one per run with the secret values that run knows."""
 
     def __init__(self, secret_values: Iterable[str] = ()) -> None:
-        values = {v for v in secret_values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH}
+        self.values: list[str] = []
+        self._pattern: re.Pattern[str] | None = None
+        self.learn(secret_values)
+
+    def learn(self, values: Iterable[str]) -> bool:
+        """Add secret values to this redactor (in place). Returns True if any was new."""
+        new = {
+            v
+            for v in values
+            if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH and REDACTED not in v
+        } - set(self.values)
+        if not new:
+            return False
         # Longest first, so that a secret containing another is replaced whole.
-        self.values = sorted(values, key=len, reverse=True)
+        self.values = sorted({*self.values, *new}, key=len, reverse=True)
         forms: set[str] = set()
         for value in self.values:
             forms.add(value)
             forms.add(json.dumps(value)[1:-1])  # as it appears inside JSON text
-        self._pattern = (
-            re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
-            if forms
-            else None
+        self._pattern = re.compile(
+            "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
         )
+        return True
 
     @classmethod
     def for_run(cls, extravars: dict[str, Any], inventory: str) -> Redactor:
         """The secrets a run knows before it starts: its extra vars and its inventory."""
         return cls(secret_values(extravars) | inventory_secret_values(inventory))
 
-    def add(self, values: Iterable[str]) -> Redactor:
-        return Redactor([*self.values, *values])
-
     def text(self, value: str) -> str:
+        if "://" in value:
+            value = URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + "@", value)
         if self._pattern is None:
             return value
         return self._pattern.sub(REDACTED, value)
@@ -81,8 +98,19 @@ class Redactor:
             return self.text(value)
         return value
 
+    def learn_from(self, event: dict[str, Any]) -> None:
+        """Learn the values a task's result carries under secret-looking names."""
+        res = (event.get("event_data") or {}).get("res")
+        if isinstance(res, dict) and not res.get("_ansible_no_log"):
+            self.learn(secret_values(res))
+
     def event(self, event: dict[str, Any]) -> dict[str, Any]:
-        """An ansible-runner event with secrets removed (stdout, args and results)."""
+        """An ansible-runner event with secrets removed (stdout, args and results).
+
+        Values the task returned under secret-looking names are learned first, so that
+        the event's own stdout (which prints them on a failure, with -v, or through
+        `debug`) loses them too."""
+        self.learn_from(event)
         clean = self.data(event)
         data = clean.get("event_data") or {}
         res = data.get("res")
@@ -98,7 +126,9 @@ class Redactor:
             return False
         text = raw.decode("utf-8", errors="surrogateescape")
         clean = self.text(text)
-        if path.suffix == ".json":
+        # JSON by its content, not only its name: ansible-runner's `command` file holds
+        # the environment of ansible-playbook as JSON, without a .json suffix.
+        if path.suffix == ".json" or clean.lstrip()[:1] in ("{", "["):
             with contextlib.suppress(ValueError):
                 data = json.loads(clean)
                 redacted = self.data(data)
@@ -145,7 +175,7 @@ def _all_leaves(data: Any) -> set[str]:
     return set()
 
 
-class _LenientLoader(yaml.SafeLoader):
+class InventoryYamlLoader(yaml.SafeLoader):
     """Reads inventory YAML without Ansible: !vault and other tags load as plain values."""
 
 
@@ -157,7 +187,7 @@ def _any_tag(loader: yaml.SafeLoader, _suffix: str, node: yaml.Node) -> Any:
     return loader.construct_mapping(node)
 
 
-_LenientLoader.add_multi_constructor("!", _any_tag)
+InventoryYamlLoader.add_multi_constructor("!", _any_tag)
 
 
 def inventory_secret_values(inventory: str) -> set[str]:
@@ -178,7 +208,7 @@ def inventory_secret_values(inventory: str) -> set[str]:
         if text.startswith("$ANSIBLE_VAULT"):
             continue
         try:
-            for doc in yaml.load_all(text, Loader=_LenientLoader):
+            for doc in yaml.load_all(text, Loader=InventoryYamlLoader):
                 found |= secret_values(doc)
         except yaml.YAMLError:
             continue

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import UserError
-from runner.ledger import Ledger
+from runner.ledger import PRUNED, Ledger
 from runner.reports import load_runs
 
 DEFAULT_KEEP_RUNS = 100
@@ -77,7 +77,7 @@ def prune_detail(ledger: Ledger, before: str) -> dict | None:
     """Drop stored event detail of runs that ended before `before`; record a tombstone."""
     pruned = {}
     already = set()
-    for entry in ledger.entries(kinds=["ledger.pruned"]):
+    for entry in ledger.entries(kinds=[PRUNED]):
         already |= set(entry.body.get("runs", {}))
     for run in load_runs(ledger).values():
         if run.end is None or run.end_time >= before or run.run_id in already:
@@ -90,12 +90,12 @@ def prune_detail(ledger: Ledger, before: str) -> dict | None:
         }
     if not pruned:
         return None
-    deleted = ledger.delete_events(sorted(pruned))
     body = {
         "before": before,
         "runs": pruned,
-        "rows_deleted": deleted,
+        "rows_deleted": sum(v["events"] or 0 for v in pruned.values()),
         "detail": "per-event detail removed by retention; run records are untouched",
     }
-    ledger.append("ledger.pruned", "retention", body)
+    # The tombstone and the removal it records are one transaction.
+    ledger.append(PRUNED, "retention", body, drop_events_of=pruned)
     return body

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from runner.ledger import Ledger
+from runner.ledger import Ledger, events
 from runner.recorder import Recorder, host_outcome, open_runs, reap_interrupted
 from runner.run import RunRequest, RunResult
 
@@ -100,6 +101,48 @@ def test_a_dead_run_is_marked_interrupted(ledger, tmp_path):
     assert reap_interrupted(ledger) == ["dead-run"]
     assert "dead-run" not in open_runs(ledger)
     assert request.run_id in open_runs(ledger)
+
+
+def test_a_dead_runs_unscrubbed_artifacts_are_removed(ledger, tmp_path, monkeypatch):
+    """Only a run's end scrubs its artifacts; a killed run's raw files may hold secrets."""
+    monkeypatch.setenv("TECHOPS_ROOT", str(tmp_path))
+    raw = tmp_path / ".techops" / "runs" / "dead-run" / "env"
+    raw.mkdir(parents=True)
+    (raw / "extravars").write_text('{"db_password": "CANARY-raw"}')
+    ledger.append(
+        "run.started",
+        "dead-run",
+        {"controller": {"host": socket.gethostname(), "pid": 999999, "pid_start": "1"}},
+    )
+    assert reap_interrupted(ledger) == ["dead-run"]
+    assert not (tmp_path / ".techops" / "runs" / "dead-run").exists()
+    interrupted = [e for e in ledger.entries() if e.kind == "run.interrupted"]
+    assert "never scrubbed" in interrupted[0].body["artifacts"]
+
+
+def test_altered_event_detail_is_caught_by_verify(ledger, recorded_events, tmp_path):
+    """The run's finished entry seals its stored events: editing one is named."""
+    record(ledger, recorded_events, tmp_path)
+    assert ledger.verify().ok
+    with ledger.engine.connect().execution_options(techops_write=True) as conn, conn.begin():
+        conn.execute(
+            events.update()
+            .where(events.c.counter == recorded_events[3]["counter"])
+            .values(data='{"task":"nothing happened here"}')
+        )
+    result = ledger.verify()
+    assert not result.ok
+    assert "stored events of run" in result.problem.reason
+    assert result.problem.seq == 2  # the run.finished entry that sealed them
+
+
+def test_a_deleted_event_row_is_caught_by_verify(ledger, recorded_events, tmp_path):
+    record(ledger, recorded_events, tmp_path)
+    with ledger.engine.connect().execution_options(techops_write=True) as conn, conn.begin():
+        conn.execute(events.delete().where(events.c.counter == recorded_events[-1]["counter"]))
+    assert f"{len(recorded_events)} events sealed, {len(recorded_events) - 1} stored" in (
+        ledger.verify().problem.reason
+    )
 
 
 @pytest.mark.parametrize(

@@ -84,3 +84,48 @@ def test_secret_values_of_nested_structures():
         "t-1",
         "t-2",
     }
+
+
+def test_a_secret_a_task_returns_is_learned_and_scrubbed_from_its_stdout():
+    """A value that first appears in a result under a secret name (a generated token) is
+    hidden in the text Ansible prints for it, and in every later event."""
+    redactor = Redactor()
+    event = {
+        "event": "runner_on_ok",
+        "stdout": 'ok: [app1] => {"generated_api_token": "CANARY-result-77e1"}',
+        "event_data": {"res": {"generated_api_token": "CANARY-result-77e1", "changed": False}},
+    }
+    clean = redactor.event(event)
+    assert "CANARY-result-77e1" not in json.dumps(clean)
+    later = redactor.event({"event": "runner_on_ok", "stdout": "echo CANARY-result-77e1"})
+    assert later["stdout"] == f"echo {REDACTED}"
+    assert redactor.text("again CANARY-result-77e1") == f"again {REDACTED}"
+
+
+def test_values_of_no_log_results_are_not_learned():
+    redactor = Redactor()
+    redactor.event({"event_data": {"res": {"_ansible_no_log": True, "password": "hidden-value"}}})
+    assert redactor.values == []
+
+
+def test_the_password_of_a_url_is_scrubbed():
+    redactor = Redactor()
+    text = "ledger postgresql://techops:s3cret-pw@db.example.com:5432/techops ok"
+    assert (
+        redactor.text(text)
+        == f"ledger postgresql://techops:{REDACTED}@db.example.com:5432/techops ok"
+    )
+    assert redactor.text("see https://example.com/a:b@c") == "see https://example.com/a:b@c"
+
+
+def test_json_files_are_scrubbed_by_name_whatever_their_file_name(tmp_path):
+    """ansible-runner's `command` artifact holds ansible-playbook's environment as JSON."""
+    path = tmp_path / "command"
+    path.write_text(
+        json.dumps(
+            {"command": ["ansible-playbook"], "env": {"AWS_SECRET_ACCESS_KEY": "CANARY-env"}}
+        )
+    )
+    assert Redactor().file(path)
+    assert "CANARY-env" not in path.read_text()
+    assert json.loads(path.read_text())["env"]["AWS_SECRET_ACCESS_KEY"] == REDACTED
