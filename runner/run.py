@@ -217,9 +217,41 @@ def resolve_inventory(value: str | None) -> str:
             else ""
         )
         raise UserError(f"inventory {value} does not exist{hint}", exit_code=RC_ERROR)
-    if path.is_file() and not os.access(path, os.R_OK):
-        raise UserError(f"inventory {value} is not readable", exit_code=RC_ERROR)
+    if path.is_file():
+        check_inventory_file(path, value)
     return str(path.resolve())
+
+
+def check_inventory_file(path: Path, shown: str) -> None:
+    """Refuse an inventory file Ansible could not use. Ansible itself only warns and runs
+    against an empty inventory (exit 0, "no hosts matched"), which a scheduled job would
+    record as a success."""
+    from runner.redact import InventoryYamlLoader
+
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UserError(
+            f"inventory {shown} is not readable: {reason}", exit_code=RC_ERROR
+        ) from None
+    if path.suffix not in (".yml", ".yaml", ".json") or text.startswith("$ANSIBLE_VAULT"):
+        return  # INI, scripts and plugins' configs: Ansible's own parsers judge them
+    try:
+        data = yaml.load(text, Loader=InventoryYamlLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "malformed"
+        raise UserError(
+            f"inventory {shown}{at}: not valid YAML ({problem})", exit_code=RC_ERROR
+        ) from None
+    if not isinstance(data, dict) or not data:
+        found = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise UserError(
+            f"inventory {shown}: expected a mapping of groups (all: {{hosts: …}}), found {found}",
+            exit_code=RC_ERROR,
+        )
 
 
 def parse_extravars(values: Sequence[str]) -> dict[str, Any]:

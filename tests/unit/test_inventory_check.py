@@ -1,0 +1,47 @@
+"""An inventory Ansible could not parse stops a run before anything starts, with one line
+(Ansible alone warns, runs against no hosts and exits 0)."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.errors import UserError
+from runner.run import resolve_inventory
+
+
+def test_a_valid_yaml_inventory_is_accepted(tmp_path):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  hosts:\n    app1:\n      secret: !vault |\n        $ANSIBLE_VAULT\n"
+    )
+    assert resolve_inventory(str(inventory)) == str(inventory.resolve())
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("all:\n  hosts:\n    app1: {\n", "at line 4, column 1: not valid YAML"),
+        ("- app1\n- app2\n", "expected a mapping of groups (all: {hosts: …}), found a list"),
+        ("", "found an empty file"),
+    ],
+)
+def test_a_malformed_yaml_inventory_is_refused_with_its_line(tmp_path, text, message):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(text)
+    with pytest.raises(UserError) as caught:
+        resolve_inventory(str(inventory))
+    assert message in str(caught.value)
+    assert str(inventory) in str(caught.value)
+
+
+def test_an_undecodable_inventory_is_not_readable(tmp_path):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_bytes(b"all:\n  hosts: \xff\xfe\n")
+    with pytest.raises(UserError, match="is not readable: not UTF-8 text"):
+        resolve_inventory(str(inventory))
+
+
+def test_ini_inventories_are_left_to_ansible(tmp_path):
+    inventory = tmp_path / "hosts"
+    inventory.write_text("[app]\napp1\n")
+    assert resolve_inventory(str(inventory)) == str(inventory.resolve())
