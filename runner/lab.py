@@ -106,6 +106,8 @@ def _run(
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout or "").strip().splitlines()
         last = detail[-1] if detail else f"exit {proc.returncode}"
+        if "netavark" in last and "No such file or directory" in last:
+            last += " (netavark needs iptables: run scripts/setup, which installs it)"
         raise UserError(f"{' '.join(argv[:4])} … failed: {last}")
     return proc
 
@@ -255,6 +257,9 @@ def build_image(release: str, *, force: bool = False, say=print) -> str:
             text=True,
             check=False,
         )
+        # Close our end of the pipe: if podman stopped reading early, tar gets SIGPIPE and
+        # ends instead of blocking forever on a full pipe.
+        tar.stdout.close()
         tar.wait()
         if imp.returncode != 0 or tar.returncode != 0:
             raise UserError(f"podman import of {name} failed: {imp.stderr.strip()}")
