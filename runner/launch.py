@@ -22,6 +22,8 @@ from runner.paths import state_dir
 from runner.run import RunRequest, RunResult, resolve_inventory, resolve_playbook
 
 DECISION = "schedule.decision"
+# The extra var that carries a scheduled job's emergency override into its playbook.
+OVERRIDE_VAR = "techops_override_reason"
 
 
 def ledger_url(explicit: str | None = None) -> str:
@@ -59,6 +61,8 @@ def run_recorded(
             result = execute(request, [Progress(redactor=redactor), recorder])
         except BaseException:
             recorder.finish("error", 250)
+            # A run that ended in an error still leaves no secret in its artifacts.
+            redactor.tree(state_dir() / "runs" / request.run_id)
             raise
     prune_artifacts(state_dir() / "runs", Policy.from_env(), keep={request.run_id})
     return result
@@ -132,7 +136,11 @@ def run_job(
         limit=job.limit,
         tags=job.tags,
         skip_tags=job.skip_tags,
-        extravars=job.extra_vars,
+        # An override reaches the playbook too, whose own gate (patch.yml's) would refuse
+        # again otherwise: roles read it as techops_override_reason.
+        extravars={**job.extra_vars, OVERRIDE_VAR: override_reason}
+        if override_reason
+        else job.extra_vars,
         timeout=int(job.max_runtime.total_seconds()) if job.max_runtime else None,
     )
     lock = JobLock(job.name)

@@ -142,6 +142,8 @@ def test_outside_its_window_it_is_refused_unless_overridden_with_a_reason(env, h
     actions = [(d["action"], d["override_reason"]) for d in decisions(env)]
     assert actions == [("refuse", None), ("fire", "INC-42 emergency")]
     assert runs(env)[0]["start"]["reason"] == "INC-42 emergency"
+    # ...and reaches the playbook, whose own gate (patch.yml's) reads it.
+    assert runs(env)[0]["start"]["extra_vars"] == {"techops_override_reason": "INC-42 emergency"}
     _, received = hook
     assert [r["action"] for r in received] == ["refuse"]
 
