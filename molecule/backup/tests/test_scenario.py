@@ -96,6 +96,21 @@ def test_drill_restores_onto_the_standby_and_verifies_everything(playbook):
     )
 
 
+def test_drill_refuses_a_whole_archive_onto_the_standbys_own_tree(playbook):
+    before = sh(STANDBY, "sha256sum /etc/passwd /etc/shadow").stdout
+    # Empty paths: the whole archive, onto / (the default root). Refused before any change.
+    run = playbook("dr_drill", "-e", '{"dr_drill_paths": []}')
+    assert run.rc != 0
+    assert "Set dr_drill_restore_root to a scratch directory" in run.messages(), run.messages()
+    assert "molecule-only-passphrase" not in run.output
+    assert sh(STANDBY, "sha256sum /etc/passwd /etc/shadow").stdout == before
+    assert sh(STANDBY, "test -e /var/lib/techops-dr-drill").returncode != 0
+    # The input checks say why (no no_log hiding the message), without the passphrase.
+    run = playbook("dr_drill", "-e", '{"dr_drill_passphrase": ""}')
+    assert run.rc != 0
+    assert "dr_drill_passphrase is empty" in run.messages(), run.messages()
+
+
 def test_drill_fails_when_the_archive_is_older_than_the_rpo_target(playbook):
     # Kept, so that the next test can tamper with the restored files.
     run = playbook("dr_drill", "-e", '{"dr_drill_rpo_target_s": 1, "dr_drill_keep": true}')
