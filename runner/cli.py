@@ -144,7 +144,24 @@ def _write(text: str, output: str | None) -> None:
 def _cmd_report(args: argparse.Namespace) -> int:
     from runner.reports import compliance_report, parse_date, run_report
 
+    if args.what == "drill" and not args.run_id:
+        raise UserError(
+            "which drill? techops report drill RUN_ID "
+            "(list them: techops runs --playbook dr_drill)",
+            exit_code=5,
+        )
+    if args.what != "drill" and args.run_id:
+        raise UserError(
+            f"unexpected {args.run_id!r}: only 'drill' takes a run id after it", exit_code=5
+        )
     ledger = _open_ledger(args)
+    if args.what == "drill":
+        from runner.reports import drill_report
+
+        if args.format == "csv":
+            raise UserError("a drill report comes as html, json or md")
+        _write(drill_report(ledger, args.run_id, args.format), args.output)
+        return 0
     if args.what == "access":
         from runner.reports import access_report
 
@@ -212,9 +229,22 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         path = Path(args.checkpoints)
         if not path.is_file():
             raise UserError(f"checkpoints file {path} not found")
-        trusted = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        trusted = []
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                trusted.append(json.loads(line))
+            except ValueError:
+                raise UserError(
+                    f"{path}:{number}: not a checkpoint (one JSON object a line)"
+                ) from None
+            if not isinstance(trusted[-1], dict) or not {"seq", "hash"} <= trusted[-1].keys():
+                raise UserError(f"{path}:{number}: a checkpoint needs seq, hash and a signature")
     public = None
     if args.public_key:
+        if not Path(args.public_key).is_file():
+            raise UserError(f"public key {args.public_key} not found")
         public = Path(args.public_key).read_bytes()
     result = ledger.verify(trusted, public)
     if result.ok:
@@ -370,10 +400,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser(
         "report",
-        help="write a run report or the compliance report",
+        help="write a run, drill, compliance or access report",
         description="Reports read the ledger only.",
     )
-    report.add_argument("what", help="a run id (or a unique prefix), 'compliance' or 'access'")
+    report.add_argument(
+        "what", help="a run id (or a unique prefix), 'drill' RUN_ID, 'compliance' or 'access'"
+    )
+    report.add_argument(
+        "run_id",
+        nargs="?",
+        metavar="RUN_ID",
+        help="drill: the drill's run id (or a unique prefix); the report adds the trend",
+    )
     report.add_argument("--format", choices=["html", "json", "md", "csv"], default="html")
     report.add_argument("--since", help="compliance: failed runs since this date")
     report.add_argument("-o", "--output", help="write to this file instead of stdout")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,46 @@ def test_a_bad_date_is_one_clear_error():
     proc = techops("runs", "--since", "last tuesday", "--ledger", "sqlite:///:memory:")
     assert proc.returncode == 1
     assert "bad date 'last tuesday'" in proc.stderr
+
+
+def _ledger_with_a_drill(tmp_path) -> str:
+    from runner.ledger import Ledger
+    from tests.unit.test_reports import add_drill, add_run
+
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    ledger = Ledger.open(url)
+    add_drill(ledger, "20261007T033000Z-aaaaaa")
+    add_drill(ledger, "20261104T033000Z-bbbbbb", status="failed", passed=False, reason="RPO")
+    add_run(ledger, "20261105T000000Z-cccccc", {"app1": "ok"})
+    ledger.close()
+    return url
+
+
+def test_report_drill_writes_the_report_with_its_trend(tmp_path):
+    url = _ledger_with_a_drill(tmp_path)
+    proc = techops("report", "drill", "20261104T033000Z-b", "--format", "json", "--ledger", url)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["run_id"] == "20261104T033000Z-bbbbbb" and data["passed"] is False
+    assert [t["passed"] for t in data["drills"][0]["trend"]] == [True, False]
+    out = tmp_path / "drill.html"
+    proc = techops("report", "drill", "20261104T033000Z-b", "-o", str(out), "--ledger", url)
+    assert proc.returncode == 0, proc.stderr
+    assert "RTO (start to verified service)" in out.read_text()
+
+
+def test_report_drill_says_what_is_missing(tmp_path):
+    url = _ledger_with_a_drill(tmp_path)
+    proc = techops("report", "drill", "--ledger", url)
+    assert proc.returncode == 5
+    assert "which drill? techops report drill RUN_ID" in proc.stderr
+    proc = techops("report", "drill", "20261105T000000Z-c", "--ledger", url)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1
+    assert "recorded no drill result" in proc.stderr
+    proc = techops("report", "drill", "20261104T", "--format", "csv", "--ledger", url)
+    assert proc.returncode == 1
+    assert "a drill report comes as html, json or md" in proc.stderr
+    proc = techops("report", "compliance", "20261104T", "--ledger", url)
+    assert proc.returncode == 5
+    assert "only 'drill' takes a run id" in proc.stderr

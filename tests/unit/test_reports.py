@@ -9,7 +9,14 @@ import json
 import pytest
 
 from runner.errors import UserError
-from runner.reports import access_review, compliance, compliance_report, run_report
+from runner.reports import (
+    access_review,
+    compliance,
+    compliance_report,
+    drill,
+    drill_report,
+    run_report,
+)
 
 
 def add_run(
@@ -66,7 +73,17 @@ def test_compliance_per_host(ledger):
         ledger,
         "r3",
         {"standby1": "ok"},
-        {"standby1": {"drill": {"rto_s": 412.5, "rpo_s": 3600, "passed": True}}},
+        {
+            "standby1": {
+                "drill": {
+                    "rto_s": 412.5,
+                    "rpo_s": 3600,
+                    "rto_target_s": 900,
+                    "rpo_target_s": 93600,
+                    "passed": True,
+                }
+            }
+        },
     )
     add_run(ledger, "r4", {"app2": "failed"}, status="failed")
     data = compliance(ledger, since="2000")
@@ -76,10 +93,15 @@ def test_compliance_per_host(ledger):
     assert hosts["app2"]["pending_security_updates"] == 3
     assert hosts["app1"]["last_backup"] == "2026-11-21T01:00:00+00:00"
     assert hosts["standby1"]["drill_rto_s"] == 412.5 and hosts["standby1"]["drill_passed"]
+    assert hosts["standby1"]["drill_rto_target_s"] == 900
+    assert hosts["standby1"]["drill_rpo_target_s"] == 93600
     assert hosts["app2"]["failed_runs"] == ["r4"]
     assert data["ledger"]["verified"]
     rows = list(csv.DictReader(io.StringIO(compliance_report(ledger, "2000", "csv"))))
     assert {r["host"] for r in rows} == {"app1", "app2", "backup1", "standby1"}
+    standby = next(r for r in rows if r["host"] == "standby1")
+    assert (standby["drill_rto_target_s"], standby["drill_rpo_target_s"]) == ("900", "93600")
+    assert "412.5 (900)" in compliance_report(ledger, "2000", "html")
 
 
 def test_a_check_mode_patch_run_is_not_a_patch(ledger):
@@ -205,3 +227,140 @@ def test_patch_and_drill_evidence_render_as_tables(ledger):
     assert "rebooted" in html
     assert "RPO 7200 s over target 3600 s" in html
     assert "7200 s (3600 s)" in html
+
+
+def drill_evidence(**changes):
+    """What dr_drill's result.yml publishes for a passed drill of app1 onto standby1."""
+    return {
+        "source": "app1",
+        "standby": "standby1",
+        "archive": "app1-2026-11-21T01:00:00",
+        "archive_time": "2026-11-21T01:00:00+00:00",
+        "started": "2026-11-21T03:30:00+00:00",
+        "rto_s": 95.2,
+        "rpo_s": 9000.0,
+        "rto_target_s": 900,
+        "rpo_target_s": 93600,
+        "passed": True,
+        "reason": None,
+        "files_verified": 120,
+        "files_total": 120,
+        "mismatches": [],
+        "db_rows": {"appdb.items": 42},
+        "kept": False,
+        **changes,
+    }
+
+
+def add_drill(ledger, run_id, status="successful", check=False, host="standby1", **changes):
+    add_run(
+        ledger,
+        run_id,
+        {host: "ok" if status == "successful" else "failed", "backup1": "ok"},
+        {host: {"drill": drill_evidence(standby=host, **changes)}},
+        status=status,
+        playbook="playbooks/dr_drill.yml",
+        check=check,
+    )
+
+
+def test_drill_report_measures_against_targets_with_the_trend(ledger):
+    add_drill(ledger, "20261007T033000Z-aaaaaa", started="2026-10-07T03:30:00+00:00")
+    # Text, as an older ansible-core's set_stats hands templated values over.
+    add_drill(
+        ledger,
+        "20261104T033000Z-bbbbbb",
+        status="failed",
+        started="2026-11-04T03:30:00+00:00",
+        rpo_s="100000.0",
+        passed="False",
+        reason="RPO 100000 s exceeds the target 93600 s",
+    )
+    add_drill(ledger, "20261105T033000Z-cccccc", check=True)  # check mode: not a drill
+    add_drill(ledger, "20261106T000000Z-dddddd", source="app2")  # another system
+    add_drill(
+        ledger,
+        "20261202T033000Z-eeeeee",
+        status="failed",
+        rto_s=1200.5,
+        passed=False,
+        reason="1 of 120 files do not match the manifest: /srv/app/x; RTO 1200 s exceeds...",
+        files_verified=119,
+        mismatches=[{"path": "/srv/app/x", "problem": "sha256"}],
+    )
+    add_drill(ledger, "20270106T033000Z-ffffff")  # later than the drill reported on
+
+    data = drill(ledger, "20261202T033000Z-e")
+    assert data["run_id"] == "20261202T033000Z-eeeeee" and data["passed"] is False
+    (one,) = data["drills"]
+    assert (one["system"], one["standby"], one["archive"]) == (
+        "app1",
+        "standby1",
+        "app1-2026-11-21T01:00:00",
+    )
+    assert (one["rto_s"], one["rto_target_s"], one["rto_met"]) == (1200.5, 900, False)
+    assert (one["rpo_s"], one["rpo_target_s"], one["rpo_met"]) == (9000.0, 93600, True)
+    assert (one["files_verified"], one["files_total"]) == (119, 120)
+    assert one["mismatches"] == [{"path": "/srv/app/x", "problem": "sha256"}]
+    trend = one["trend"]
+    assert [t["run_id"][-6:] for t in trend] == ["aaaaaa", "bbbbbb", "eeeeee"]
+    assert [t["passed"] for t in trend] == [True, False, False]
+    assert trend[1]["rpo_s"] == 100000.0 and trend[1]["rpo_met"] is False
+    assert [t["current"] for t in trend] == [False, False, True]
+    assert one["trend_summary"] == {"drills": 3, "passed": 1, "failed": 2}
+    assert data["ledger"]["verified"]
+
+    html = drill_report(ledger, "20261202T033000Z-e", "html")
+    for shown in (
+        "1200.5 s",
+        "900 s",
+        "missed",
+        "9000.0 s",
+        "93600 s",
+        "119 of 120",
+        "/srv/app/x",
+        "sha256",
+        "app1-2026-11-21T01:00:00",
+        "20261007T033000Z-aaaaaa",
+        "2026-10-07 03:30:00",
+        "3 drill(s) recorded up to this one: 1 passed, 2 failed",
+        "this drill",
+    ):
+        assert shown in html, shown
+    assert "20261105T033000Z-cccccc" not in html and "20270106T033000Z-ffffff" not in html
+    assert "http://" not in html and "https://" not in html and "<link" not in html
+    md = drill_report(ledger, "20261202T033000Z-eeeeee", "md")
+    assert md.startswith("# DR drill 20261202T033000Z-eeeeee: FAILED")
+    assert "| RTO (start to verified service) | 1200.5 s | 900 s | MISSED |" in md
+    assert json.loads(drill_report(ledger, "20261202T033000Z-eeeeee", "json"))["drills"][0][
+        "trend_summary"
+    ] == {"drills": 3, "passed": 1, "failed": 2}
+
+
+def test_drill_report_of_a_drill_that_never_verified(ledger):
+    add_drill(
+        ledger,
+        "r1",
+        status="failed",
+        rto_s=None,
+        files_verified=0,
+        passed=False,
+        reason="Restore the files from the latest archive: Connection closed by remote host",
+    )
+    (one,) = drill(ledger, "r1")["drills"]
+    assert one["rto_s"] is None and one["rto_met"] is None
+    html = drill_report(ledger, "r1", "html")
+    assert "not measured" in html and "Connection closed by remote host" in html
+
+
+def test_a_run_without_a_drill_has_no_drill_report(ledger):
+    add_run(ledger, "r1", {"app1": "ok"}, {"app1": {"patch": {}}})
+    with pytest.raises(UserError, match="recorded no drill result"):
+        drill_report(ledger, "r1", "html")
+    with pytest.raises(UserError, match="no run 'nope'"):
+        drill_report(ledger, "nope", "html")
+
+
+def test_drill_report_escapes_what_it_shows(ledger):
+    add_drill(ledger, "r1", reason="<script>alert(1)</script>", passed=False)
+    assert "<script>alert(1)" not in drill_report(ledger, "r1", "html")
