@@ -87,6 +87,11 @@ class RunRequest:
             # The tools live next to this interpreter (the project's virtualenv), which
             # need not be on the caller's PATH (cron, systemd, a plain .venv/bin/techops).
             "PATH": bindir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
+            # An inventory Ansible cannot parse is an error, not a warning followed by a run
+            # against no hosts that exits 0 and would be recorded as a success. (Not in
+            # ansible.cfg: there it would break ansible-lint and any plain run before
+            # `techops lab up` has written the default inventory.)
+            "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true",
         }
         if self.fast:
             envvars.update(mitogen_settings())
