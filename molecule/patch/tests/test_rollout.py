@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from conftest import CANARY, FORCE_REASON, OTHER, RESULTS, TARGETS, run_record, task_results
+from conftest import (
+    CANARY,
+    FORCE_REASON,
+    OTHER,
+    RESULTS,
+    TARGETS,
+    run_record,
+    task_results,
+    techops,
+)
 
 GATE_PLAY = "Check the window for every host, and choose the canaries"
 ROLLOUT_PLAY = "Patch the other hosts in batches"
@@ -109,3 +118,31 @@ def test_reboot_only_where_a_package_asked_for_it(evidence):
         assert evidence[host]["health_before"]["healthy"] is True
         assert evidence[host]["health_after"]["healthy"] is True
         assert evidence[host]["duration_s"] > 0
+
+
+def test_the_second_run_patched_and_rebooted_nothing(patch_runs):
+    """The idempotence run, as the ledger recorded it."""
+    assert [run["status"] for run in patch_runs] == ["successful", "successful"]
+    second = patch_runs[1]["end"]
+    assert all(c.get("changed", 0) == 0 for c in second["hosts"].values()), second["hosts"]
+    for host in TARGETS:
+        patch = second["evidence"][host]["patch"]
+        assert patch["updates_applied"] == []
+        assert patch["rebooted"] is False
+
+
+def test_the_run_report_shows_versions_before_and_after_and_the_reboot(patch_runs, tmp_path):
+    out = tmp_path / "report.html"
+    made = techops("report", patch_runs[0]["run_id"], "--format", "html", "-o", str(out))
+    assert made.returncode == 0, made.stderr
+    html = out.read_text()
+    # The patch evidence table, one row per target: status, reboot, each package's versions.
+    patch = html[html.index("<h3>patch</h3>") :]
+    canary_row = patch[patch.index(f'<td class="mono">{CANARY}</td>') :].split("</tr>")[0]
+    other_row = patch[patch.index(f'<td class="mono">{OTHER}</td>') :].split("</tr>")[0]
+    assert "rebooted" in canary_row
+    assert "techops-lab-app 1.0 → 1.1" in canary_row
+    assert "techops-lab-secfix 1.0 → 1.1" in canary_row
+    assert "not required" in other_row
+    assert "techops-lab-app 1.0 → 1.1" in other_row
+    assert 'Chain: <span class="status s-verified">verified</span>' in html
