@@ -27,29 +27,82 @@ from typing import Any
 
 EVENTS = ("success", "failure", "skip", "refuse")
 TIMEOUT_S = 10
+KEYS = ("on", "webhook", "email")
+EMAIL_KEYS = ("to", "from", "smtp_host", "smtp_port", "starttls")
+DEFAULT_ON = ["failure", "skip", "refuse"]
 
 
 def settings(defaults: dict[str, Any] | None, job: dict[str, Any] | None) -> dict[str, Any]:
+    """A job's notification settings: its own `notify:` over the file's defaults."""
     merged = dict(defaults or {})
     merged.update(job or {})
-    merged.setdefault("on", ["failure", "skip", "refuse"])
+    merged.setdefault("on", list(DEFAULT_ON))
     return merged
 
 
-def validate(config: dict[str, Any], where: str) -> list[str]:
+def validate(config: Any, where: str) -> list[str]:
+    """What is wrong with one `notify:` value (a job's, the defaults or both merged), one
+    line each. Unknown keys are refused, not ignored, so that a typo (or an `on:` read as
+    something else) cannot silently fall back to the default events."""
+    if config is None:
+        return []
+    if not isinstance(config, dict):
+        return [f"{where}: notify must be a mapping (keys: {', '.join(KEYS)}), not {_kind(config)}"]
     problems = []
-    unknown = set(config.get("on") or []) - set(EVENTS)
+    unknown = [key for key in config if key not in KEYS]
     if unknown:
         problems.append(
-            f"{where}: notify.on has unknown event(s) {sorted(unknown)} (use {', '.join(EVENTS)})"
+            f"{where}: notify has unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+            f"(known: {', '.join(KEYS)})"
         )
+    events = config.get("on")
+    if events is not None and (
+        not isinstance(events, list) or not all(isinstance(e, str) for e in events)
+    ):
+        problems.append(f"{where}: notify.on must be a list of events ({', '.join(EVENTS)})")
+    else:
+        unknown_events = set(events or []) - set(EVENTS)
+        if unknown_events:
+            problems.append(
+                f"{where}: notify.on has unknown event(s) {sorted(unknown_events)} "
+                f"(use {', '.join(EVENTS)})"
+            )
     hook = config.get("webhook")
-    if hook and not str(hook).startswith(("http://", "https://")):
+    if hook is not None and not (
+        isinstance(hook, str) and hook.startswith(("http://", "https://"))
+    ):
         problems.append(f"{where}: notify.webhook must be an http(s) URL")
     email = config.get("email")
-    if email is not None and (not isinstance(email, dict) or not email.get("to")):
-        problems.append(f"{where}: notify.email needs at least `to`")
+    if email is not None:
+        problems += _validate_email(email, where)
     return problems
+
+
+def _validate_email(email: Any, where: str) -> list[str]:
+    if not isinstance(email, dict):
+        return [f"{where}: notify.email must be a mapping ({', '.join(EMAIL_KEYS)})"]
+    if not email.get("to"):
+        return [f"{where}: notify.email needs at least `to`"]
+    problems = []
+    unknown = [key for key in email if key not in EMAIL_KEYS]
+    if unknown:
+        problems.append(
+            f"{where}: notify.email has unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+            f"(known: {', '.join(EMAIL_KEYS)})"
+        )
+    to = email["to"]
+    if not (isinstance(to, str) or (isinstance(to, list) and all(isinstance(t, str) for t in to))):
+        problems.append(f"{where}: notify.email.to must be an address or a list of addresses")
+    port = str(email.get("smtp_port", 25))
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        problems.append(f"{where}: notify.email.smtp_port must be a port number")
+    if not isinstance(email.get("starttls", False), bool):
+        problems.append(f"{where}: notify.email.starttls must be true or false")
+    return problems
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string"}.get(type(value), type(value).__name__)
 
 
 def send(config: dict[str, Any], event: str, payload: dict[str, Any]) -> list[dict[str, Any]]:

@@ -41,6 +41,8 @@ JOB_KEYS = {
     "notify",
     "description",
 }
+# Keys whose value is handed on as text (to ansible-playbook or a listing).
+TEXT_KEYS = ("playbook", "inventory", "limit", "tags", "skip_tags", "window")
 
 
 def maintenance() -> ModuleType:
@@ -61,22 +63,55 @@ def maintenance() -> ModuleType:
     return sys.modules[name]
 
 
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
 class _Lines(dict):
-    """A mapping that remembers the line it started on."""
+    """A mapping that remembers the line it started on, and the line of each key."""
 
     line: int = 0
+    key_lines: dict[str, int]
 
 
 class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that records lines and reads the file as its authors mean it.
+
+    YAML 1.1 reads an unquoted on/off/yes/no/true/false key as a boolean, so
+    `notify: {on: [failure]}` would have the key True and its events would be ignored: no
+    key in schedules.yml is a boolean, so such keys stay the text they are. A date that
+    does not exist (2026-13-01) stays text too, for the validation to report with its
+    entry's line instead of the YAML parser failing with a bare ValueError.
+    """
+
     def construct_mapping(self, node, deep=False):
+        for key_node, _ in node.value:
+            if (
+                isinstance(key_node, yaml.ScalarNode)
+                and key_node.tag == _BOOL_TAG
+                and key_node.style is None
+            ):
+                key_node.tag = _STR_TAG
         mapping = _Lines(super().construct_mapping(node, deep=deep))
         mapping.line = node.start_mark.line + 1
+        mapping.key_lines = {
+            key_node.value: key_node.start_mark.line + 1
+            for key_node, _ in node.value
+            if isinstance(key_node, yaml.ScalarNode)
+        }
         return mapping
+
+    def construct_yaml_timestamp(self, node):
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError:
+            return self.construct_scalar(node)
 
 
 _LineLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _LineLoader.construct_mapping
 )
+_LineLoader.add_constructor("tag:yaml.org,2002:timestamp", _LineLoader.construct_yaml_timestamp)
 
 
 class ScheduleError(UserError):
@@ -160,44 +195,42 @@ def load(path: Path | None = None, *, check_files: bool = True) -> Schedules:
     """Read and validate schedules.yml; every problem is reported with its line."""
     root = repo_root()
     path = path or default_path()
-    if not path.is_file():
-        raise UserError(f"{path} not found: schedules live in schedules.yml at the repository root")
-    try:
-        data = yaml.load(path.read_text(), Loader=_LineLoader) or {}  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ScheduleError(
-            [f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})"]
-        ) from None
-    if not isinstance(data, dict):
-        raise ScheduleError([f"{path}:1: expected a mapping with windows, freezes and jobs"])
+    data = _read(path)
     m = maintenance()
-    problems: list[str] = []
+    from runner import notify
 
-    def at(node: Any) -> str:
-        return f"{path}:{getattr(node, 'line', 1)}"
+    def at(node: Any, key: str | None = None) -> str:
+        line = getattr(node, "key_lines", {}).get(key) if key else None
+        return f"{path}:{line or getattr(node, 'line', 1)}"
 
-    try:
-        windows, freezes = m.parse(data)
-    except m.MaintenanceError as exc:
-        entry = _entry_for(data, str(exc))
-        problems.append(f"{at(entry)}: {exc}")
-        windows, freezes = [], []
-    window_names = {w.name for w in windows}
+    windows, freezes, errors = m.parse_entries(data)
+    problems = [f"{at(*_entry_for(data, str(exc)))}: {exc}" for exc in errors]
     default_tz = data.get("timezone", "UTC")
+    try:
+        m.zone(default_tz, "timezone")
+    except m.MaintenanceError:
+        default_tz = "UTC"  # reported once above, not again for every job
+    loaded = {w.name: w for w in windows}
+    declared = _window_names(data)
+    problems += [
+        f"{at(data, 'notify')}: {p}" for p in notify.validate(data.get("notify"), "top level")
+    ]
+    specs = data.get("jobs") or []
+    if not isinstance(specs, list):
+        problems.append(f"{at(data, 'jobs')}: jobs must be a list (one `- name: ...` per job)")
+        specs = []
     jobs: dict[str, Job] = {}
-    for index, spec in enumerate(data.get("jobs") or []):
+    for index, spec in enumerate(specs):
         where = f"jobs[{index}]"
         if not isinstance(spec, dict):
-            problems.append(f"{at(data)}: {where} is not a mapping")
+            problems.append(f"{at(data, 'jobs')}: {where} is not a mapping")
             continue
         where += f" ({spec.get('name')})" if spec.get("name") else ""
         loc = at(spec)
         unknown = set(spec) - JOB_KEYS
         if unknown:
             problems.append(
-                f"{loc}: {where}: unknown key(s) {', '.join(sorted(unknown))} "
+                f"{loc}: {where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
                 f"(known: {', '.join(sorted(JOB_KEYS))})"
             )
         name = spec.get("name")
@@ -208,6 +241,12 @@ def load(path: Path | None = None, *, check_files: bool = True) -> Schedules:
             problems.append(
                 f"{loc}: {where}: duplicate job name {name!r} (first at line {jobs[name].line})"
             )
+            continue
+        not_text = [
+            key for key in TEXT_KEYS if spec.get(key) is not None and not isinstance(spec[key], str)
+        ]
+        if not_text:
+            problems.append(f"{loc}: {where}: {', '.join(not_text)} must be text")
             continue
         playbook = spec.get("playbook")
         if not playbook:
@@ -223,12 +262,14 @@ def load(path: Path | None = None, *, check_files: bool = True) -> Schedules:
             problems.append(f"{loc}: {exc}")
             continue
         window = spec.get("window")
-        if window is not None and window not in window_names:
+        if window is not None and window not in declared:
             problems.append(
                 f"{loc}: {where}: unknown window {window!r} (windows: "
-                f"{', '.join(sorted(window_names)) or 'none'})"
+                f"{', '.join(sorted(declared)) or 'none'})"
             )
             continue
+        # A window that is declared but invalid has its own error at its own line; the
+        # jobs that name it are checked for everything but fitting in it.
         try:
             max_runtime = (
                 m.parse_duration(spec["max_runtime"], where) if spec.get("max_runtime") else None
@@ -237,10 +278,12 @@ def load(path: Path | None = None, *, check_files: bool = True) -> Schedules:
         except m.MaintenanceError as exc:
             problems.append(f"{loc}: {exc}")
             continue
-        changes = spec.get("changes_hosts", True)
-        if not isinstance(changes, bool):
-            problems.append(f"{loc}: {where}: changes_hosts must be true or false")
+        flags = {key: spec.get(key, True) for key in ("changes_hosts", "enabled")}
+        not_bool = [key for key, value in flags.items() if not isinstance(value, bool)]
+        if not_bool:
+            problems.append(f"{loc}: {where}: {' and '.join(not_bool)} must be true or false")
             continue
+        changes = flags["changes_hosts"]
         if changes and window is None:
             problems.append(
                 f"{loc}: {where}: a job that changes hosts must name the window "
@@ -251,6 +294,11 @@ def load(path: Path | None = None, *, check_files: bool = True) -> Schedules:
         if not isinstance(extra, dict):
             problems.append(f"{loc}: {where}: extra_vars must be a mapping")
             continue
+        own_notify = spec.get("notify")
+        notify_problems = notify.validate(own_notify, where)
+        if notify_problems:
+            problems += [f"{at(spec, 'notify')}: {p}" for p in notify_problems]
+            continue
         job = Job(
             name=name,
             playbook=str(playbook),
@@ -260,39 +308,67 @@ def load(path: Path | None = None, *, check_files: bool = True) -> Schedules:
             max_runtime=max_runtime,
             misfire_grace=grace,
             changes_hosts=changes,
-            enabled=bool(spec.get("enabled", True)),
+            enabled=flags["enabled"],
             limit=spec.get("limit"),
             tags=spec.get("tags"),
             skip_tags=spec.get("skip_tags"),
             extra_vars=dict(extra),
-            notify=dict(spec.get("notify") or {}),
+            notify=dict(own_notify or {}),
             description=str(spec.get("description", "")),
             line=getattr(spec, "line", 0),
         )
-        if window is not None:
-            never = _never_in_window(job, next(w for w in windows if w.name == window))
+        if window in loaded:
+            never = _never_in_window(job, loaded[window])
             if never:
                 problems.append(f"{loc}: {where}: {never}")
                 continue
-        from runner import notify
-
-        problems += [
-            f"{loc}: {p}"
-            for p in notify.validate(notify.settings(data.get("notify"), job.notify), where)
-        ]
         jobs[name] = job
     if problems:
         raise ScheduleError(problems)
     return Schedules(path, data, jobs, windows, freezes)
 
 
-def _entry_for(data: dict, message: str) -> Any:
-    """The windows/freezes entry a maintenance error message names, for its line."""
-    for key in ("windows", "freezes"):
-        for index, entry in enumerate(data.get(key) or []):
-            if message.startswith(f"{key}[{index}]"):
-                return entry
+def _read(path: Path) -> dict[str, Any]:
+    """The file's data, or the one-line reason it cannot be read as a schedules mapping."""
+    if not path.is_file():
+        raise UserError(f"{path} not found: schedules live in schedules.yml at the repository root")
+    try:
+        data = yaml.load(path.read_text(), Loader=_LineLoader) or {}  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ScheduleError(
+            [f"{path}{line}: not valid YAML ({getattr(exc, 'problem', None) or exc})"]
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ScheduleError([f"{path}:1: not UTF-8 text ({exc.reason})"]) from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not isinstance(data, dict):
+        raise ScheduleError([f"{path}:1: expected a mapping with windows, freezes and jobs"])
     return data
+
+
+def _window_names(data: dict) -> set[str]:
+    """The name of every window entry, whether or not the entry is valid."""
+    entries = data.get("windows")
+    if not isinstance(entries, list):
+        return set()
+    return {e["name"] for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)}
+
+
+def _entry_for(data: dict, message: str) -> tuple[Any, str | None]:
+    """Where a maintenance error message points: its windows/freezes entry, or the
+    top-level key it names (for the line)."""
+    for key in ("windows", "freezes"):
+        entries = data.get(key)
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            if message.startswith(f"{key}[{index}]"):
+                return entry, None
+    for key in ("timezone", "windows", "freezes"):
+        if message.startswith(key):
+            return data, key
+    return data, None
 
 
 def _never_in_window(job: Job, window: Any, horizon_days: int = 400) -> str | None:
@@ -300,6 +376,7 @@ def _never_in_window(job: Job, window: Any, horizon_days: int = 400) -> str | No
     start = datetime.now(UTC)
     fires = 0
     moment = start
+    nxt = None
     while fires < 2000:
         nxt = job.recurrence.next_after(moment)
         if nxt is None or nxt - start > timedelta(days=horizon_days):
@@ -309,7 +386,11 @@ def _never_in_window(job: Job, window: Any, horizon_days: int = 400) -> str | No
             return None
         moment = nxt
     if fires == 0:
-        return "its recurrence never fires"
+        return (
+            "its recurrence never fires again"
+            if nxt is None
+            else f"its recurrence does not fire in the next {horizon_days} days"
+        )
     return (
         f"it can never fire inside its window {window.name!r}: none of its next {fires} "
         f"start times (over {horizon_days} days) falls in the window"

@@ -112,22 +112,12 @@ def serve(
                 children.append(fire(job, last, ledger))
             due[job.name] = job.recurrence.next_after(now)
         while not stop.is_set() and not once:
-            if path.stat().st_mtime != mtime:
-                mtime = path.stat().st_mtime
-                try:
-                    schedules = load(path)
-                except UserError as exc:
-                    print(
-                        f"scheduler: {path} is invalid, keeping the previous version: {exc}",
-                        flush=True,
-                    )
-                else:
-                    print(f"scheduler: reloaded {path}", flush=True)
-                    due = {
-                        n: j.recurrence.next_after(clock())
-                        for n, j in schedules.jobs.items()
-                        if j.enabled
-                    }
+            current = _mtime(path)
+            if current != mtime:
+                mtime = current
+                reloaded = _reload(path, clock())
+                if reloaded is not None:
+                    schedules, due = reloaded
             now = clock()
             for name, when in list(due.items()):
                 if when is None or when > now or name not in schedules.jobs:
@@ -158,29 +148,69 @@ def serve(
     return 0
 
 
+def _mtime(path: Path) -> float | None:
+    """The file's modification time; None while it is missing (an editor replacing it)."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def _reload(path: Path, now: datetime) -> tuple[Schedules, dict[str, datetime | None]] | None:
+    """The changed file's schedules and their next due times, or None (said why) to keep
+    the last good ones: whatever a malformed file raises, the service must keep running,
+    not crash into a restart loop."""
+    try:
+        schedules = load(path)
+        due = {n: j.recurrence.next_after(now) for n, j in schedules.jobs.items() if j.enabled}
+    except UserError as exc:
+        reason = str(exc)
+    except Exception as exc:
+        reason = f"unexpected {type(exc).__name__}: {exc}"
+    else:
+        print(f"scheduler: reloaded {path}", flush=True)
+        return schedules, due
+    print(f"scheduler: {path} is invalid, keeping the previous version: {reason}", flush=True)
+    return None
+
+
 # ---------------------------------------------------------------------- listing
 
 
 def describe(
     schedules: Schedules, count: int = 3, now: datetime | None = None
 ) -> list[dict[str, Any]]:
+    """Each job's next `count` start times, with what the gate would say about them.
+
+    The gate applies windows and freezes only to jobs that change hosts, and a freeze only
+    when its groups cover a group of the hosts the job touches. Those groups come from the
+    inventory, which listing does not read: a freeze is `frozen_by` when it covers `all`
+    or a group the job's limit names, and `may_be_frozen_by` when only the inventory can
+    tell (the job has no limit, or its hosts may also be in the freeze's groups).
+    """
     now = now or datetime.now(UTC)
     rows = []
     for job in schedules.jobs.values():
+        named = limit_groups(job.limit) | {"all"}
+        gated = job.changes_hosts
         fires = []
         for when in job.next_fires(now, count):
-            status = schedules.window_status({"all"}, when, job.window) if job.window else None
-            freezes = [
-                f.name
+            status = (
+                schedules.window_status({"all"}, when, job.window) if gated and job.window else None
+            )
+            current = [
+                f
                 for f in schedules.freezes
-                if f.start.astimezone(UTC) <= when.astimezone(UTC) <= f.end.astimezone(UTC)
+                if gated
+                and f.start.astimezone(UTC) <= when.astimezone(UTC) <= f.end.astimezone(UTC)
             ]
             fires.append(
                 {
                     "local": when.isoformat(),
                     "utc": when.astimezone(UTC).isoformat(),
                     "in_window": status["open"] if status else None,
-                    "frozen_by": freezes,
+                    "frozen_by": [f.name for f in current if f.applies(named)],
+                    "may_be_frozen_by": [f.name for f in current if not f.applies(named)],
                 }
             )
         rows.append(
@@ -198,6 +228,19 @@ def describe(
     return rows
 
 
+def limit_groups(limit: str | None) -> set[str]:
+    """The names an Ansible limit selects hosts by (`app`, `dr_standby:backup_server`,
+    `app:&eu`), without its exclusions (`!app1`): every host the job touches is in all
+    `&` terms and in one of the others, so a freeze on such a group does apply. Names
+    that are host names or patterns simply match no freeze group."""
+    names: set[str] = set()
+    for term in (limit or "").replace(",", ":").split(":"):
+        term = term.strip()
+        if term and not term.startswith("!"):
+            names.add(term.removeprefix("&"))
+    return names
+
+
 def format_listing(rows: list[dict[str, Any]], schedules: Schedules) -> str:
     lines = []
     for row in rows:
@@ -212,6 +255,11 @@ def format_listing(rows: list[dict[str, Any]], schedules: Schedules) -> str:
                 notes.append("OUTSIDE its window: the gate will refuse")
             if fire["frozen_by"]:
                 notes.append(f"frozen by {', '.join(fire['frozen_by'])}")
+            if fire["may_be_frozen_by"]:
+                notes.append(
+                    f"frozen by {', '.join(fire['may_be_frozen_by'])} if it touches hosts "
+                    "in their groups"
+                )
             suffix = f"  [{'; '.join(notes)}]" if notes else ""
             lines.append(f"    {fire['local']}  ({fire['utc'][:16].replace('T', ' ')} UTC){suffix}")
     if schedules.freezes:

@@ -30,6 +30,7 @@ _DURATION = re.compile(
     r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m(?:in)?)?\s*(?:(\d+)\s*s)?\s*$"
 )
 _EPOCH = datetime(2000, 1, 1)
+_INTERVAL = re.compile(r"(?:^|;)\s*INTERVAL=([^;]*)", re.IGNORECASE)
 
 
 class MaintenanceError(ValueError):
@@ -37,15 +38,19 @@ class MaintenanceError(ValueError):
 
 
 def parse_duration(value: object, where: str) -> timedelta:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return timedelta(minutes=value)
-    match = _DURATION.match(str(value)) if isinstance(value, str) else None
-    if not match or not any(match.groups()):
-        raise MaintenanceError(
-            f"{where}: duration {value!r} is not like '4h', '90m', '1d 2h' or a number of minutes"
-        )
-    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    result = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return timedelta(minutes=value)
+        match = _DURATION.match(str(value)) if isinstance(value, str) else None
+        if not match or not any(match.groups()):
+            raise MaintenanceError(
+                f"{where}: duration {value!r} is not like '4h', '90m', '1d 2h' "
+                "or a number of minutes"
+            )
+        days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+        result = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError:
+        raise MaintenanceError(f"{where}: duration {value!r} is too long") from None
     if result <= timedelta(0):
         raise MaintenanceError(f"{where}: duration must be positive")
     return result
@@ -102,17 +107,40 @@ class Recurrence:
                     "(five fields: minute hour day-of-month month "
                     "day-of-week)"
                 )
-            return cls(expression, "cron", tz, where)
+            return cls(expression, "cron", tz, where)._fires_at_all()
         if spec.get("rrule"):
             from dateutil.rrule import rrulestr
 
             expression = str(spec["rrule"]).removeprefix("RRULE:")
+            interval = _INTERVAL.search(expression)
+            if interval and not (interval.group(1).isdigit() and int(interval.group(1)) >= 1):
+                # dateutil accepts INTERVAL=0 and then searches forever.
+                raise MaintenanceError(
+                    f"{where}: bad RRULE {expression!r}: INTERVAL must be a whole number >= 1"
+                )
             try:
                 rrulestr(expression, dtstart=_EPOCH)
             except (ValueError, TypeError) as exc:
                 raise MaintenanceError(f"{where}: bad RRULE {expression!r}: {exc}") from None
-            return cls(expression, "rrule", tz, where)
+            return cls(expression, "rrule", tz, where)._fires_at_all()
         raise MaintenanceError(f"{where}: needs a cron or an rrule")
+
+    def _fires_at_all(self) -> Recurrence:
+        """Self, if it starts at least once: a cron such as "0 2 30 2 *" (30 February) or
+        an RRULE that matches no date is valid syntax but can never fire, and would
+        otherwise fail at its first use (croniter raises) instead of at loading."""
+        name = "cron expression" if self.kind == "cron" else "RRULE"
+        try:
+            first = self._next_naive(_EPOCH - timedelta(seconds=1))
+        except (ValueError, OverflowError) as exc:
+            raise MaintenanceError(f"{self.where}: bad {name} {self.expression!r}: {exc}") from None
+        if first is None:
+            hint = " (a day its months do not have, such as 30 February?)"
+            raise MaintenanceError(
+                f"{self.where}: {name} {self.expression!r} can never fire: no date matches it"
+                + (hint if self.kind == "cron" else "")
+            )
+        return self
 
     def _rule(self):
         return _parsed_rrule(self.expression)
@@ -149,16 +177,22 @@ class Recurrence:
 
     def _next_naive(self, after: datetime) -> datetime | None:
         if self.kind == "cron":
-            from croniter import croniter
+            from croniter import CroniterBadDateError, croniter
 
-            return croniter(self.expression, after).get_next(datetime)
+            try:
+                return croniter(self.expression, after).get_next(datetime)
+            except CroniterBadDateError:  # no matching date (ever, or within its search)
+                return None
         return self._rule().after(after, inc=False)
 
     def _prev_naive(self, before: datetime) -> datetime | None:
         if self.kind == "cron":
-            from croniter import croniter
+            from croniter import CroniterBadDateError, croniter
 
-            return croniter(self.expression, before).get_prev(datetime)
+            try:
+                return croniter(self.expression, before).get_prev(datetime)
+            except CroniterBadDateError:
+                return None
         return self._rule().before(before, inc=False)
 
 
@@ -205,9 +239,9 @@ def _instant(value: object, tz: ZoneInfo, where: str, *, end: bool) -> datetime:
                 if len(text) == 10
                 else datetime.fromisoformat(text)
             )
-        except ValueError:
+        except ValueError as exc:
             raise MaintenanceError(
-                f"{where}: {value!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time"
+                f"{where}: {value!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time ({exc})"
             ) from None
     return moment if moment.tzinfo else localize(moment, tz)
 
@@ -223,50 +257,89 @@ def _groups(value: object, where: str) -> tuple[str, ...]:
 
 
 def parse(data: dict | None) -> tuple[list[Window], list[Freeze]]:
-    """Windows and freezes from schedules.yml's data, validated."""
+    """Windows and freezes from schedules.yml's data, validated (the first problem raises)."""
+    windows, freezes, problems = parse_entries(data)
+    if problems:
+        raise problems[0]
+    return windows, freezes
+
+
+def parse_entries(
+    data: dict | None,
+) -> tuple[list[Window], list[Freeze], list[MaintenanceError]]:
+    """Every window and freeze that is valid, and a problem for each one that is not, so
+    that a caller can report them all and still check what refers to the good ones."""
     data = data or {}
     default_tz = data.get("timezone", "UTC")
-    zone(default_tz, "timezone")
+    try:
+        zone(default_tz, "timezone")
+    except MaintenanceError as exc:
+        return [], [], [exc]  # every entry without its own zone would fail the same way
+    problems: list[MaintenanceError] = []
     windows: list[Window] = []
     names: set[str] = set()
-    for i, spec in enumerate(data.get("windows") or []):
-        where = f"windows[{i}]" + (f" ({spec.get('name')})" if isinstance(spec, dict) else "")
-        if not isinstance(spec, dict) or not spec.get("name"):
-            raise MaintenanceError(f"{where}: each window needs a name")
-        if spec["name"] in names:
-            raise MaintenanceError(f"{where}: duplicate window name {spec['name']!r}")
-        names.add(spec["name"])
-        windows.append(
-            Window(
-                name=str(spec["name"]),
-                groups=_groups(spec.get("groups"), where),
-                recurrence=Recurrence.from_spec(spec, where, default_tz),
-                duration=parse_duration(spec.get("duration"), where),
-            )
-        )
+    for i, spec in _entries(data, "windows", problems):
+        try:
+            window = _window(spec, i, default_tz)
+            if window.name in names:
+                raise MaintenanceError(
+                    f"windows[{i}] ({window.name}): duplicate window name {window.name!r}"
+                )
+        except MaintenanceError as exc:
+            problems.append(exc)
+            continue
+        names.add(window.name)
+        windows.append(window)
     freezes: list[Freeze] = []
-    for i, spec in enumerate(data.get("freezes") or []):
-        where = f"freezes[{i}]" + (f" ({spec.get('name')})" if isinstance(spec, dict) else "")
-        if not isinstance(spec, dict):
-            raise MaintenanceError(f"{where}: each freeze is a mapping")
-        for key in ("start", "end", "reason"):
-            if not spec.get(key):
-                raise MaintenanceError(f"{where}: a freeze needs {key}")
-        tz = zone(spec.get("timezone", default_tz), where)
-        start = _instant(spec["start"], tz, where, end=False)
-        end = _instant(spec["end"], tz, where, end=True)
-        if end < start:
-            raise MaintenanceError(f"{where}: ends before it starts")
-        freezes.append(
-            Freeze(
-                str(spec.get("name") or f"freeze {i}"),
-                start,
-                end,
-                str(spec["reason"]),
-                _groups(spec.get("groups"), where),
-            )
-        )
-    return windows, freezes
+    for i, spec in _entries(data, "freezes", problems):
+        try:
+            freezes.append(_freeze(spec, i, default_tz))
+        except MaintenanceError as exc:
+            problems.append(exc)
+    return windows, freezes, problems
+
+
+def _entries(data: dict, key: str, problems: list[MaintenanceError]) -> list[tuple[int, object]]:
+    value = data.get(key) or []
+    if not isinstance(value, list):
+        problems.append(MaintenanceError(f"{key} must be a list (one `- name: ...` per entry)"))
+        return []
+    return list(enumerate(value))
+
+
+def _window(spec: object, i: int, default_tz: str) -> Window:
+    where = f"windows[{i}]" + (f" ({spec.get('name')})" if isinstance(spec, dict) else "")
+    if not isinstance(spec, dict) or not spec.get("name"):
+        raise MaintenanceError(f"{where}: each window needs a name")
+    if not isinstance(spec["name"], str):
+        raise MaintenanceError(f"{where}: a window's name must be a string")
+    return Window(
+        name=spec["name"],
+        groups=_groups(spec.get("groups"), where),
+        recurrence=Recurrence.from_spec(spec, where, default_tz),
+        duration=parse_duration(spec.get("duration"), where),
+    )
+
+
+def _freeze(spec: object, i: int, default_tz: str) -> Freeze:
+    where = f"freezes[{i}]" + (f" ({spec.get('name')})" if isinstance(spec, dict) else "")
+    if not isinstance(spec, dict):
+        raise MaintenanceError(f"{where}: each freeze is a mapping")
+    for key in ("start", "end", "reason"):
+        if not spec.get(key):
+            raise MaintenanceError(f"{where}: a freeze needs {key}")
+    tz = zone(spec.get("timezone", default_tz), where)
+    start = _instant(spec["start"], tz, where, end=False)
+    end = _instant(spec["end"], tz, where, end=True)
+    if utc(end) < utc(start):
+        raise MaintenanceError(f"{where}: ends before it starts")
+    return Freeze(
+        str(spec.get("name") or f"freeze {i}"),
+        start,
+        end,
+        str(spec["reason"]),
+        _groups(spec.get("groups"), where),
+    )
 
 
 def status(

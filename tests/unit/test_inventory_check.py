@@ -61,8 +61,17 @@ def test_an_inventory_only_ansible_can_judge_fails_the_run_instead_of_running_on
     inventory.write_text("[app\napp1\n")
     ledger = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
     proc = subprocess.run(
-        [sys.executable, "-m", "runner.cli", "run", "site", "-i", str(inventory)]
-        + ["--ledger", ledger],
+        [
+            sys.executable,
+            "-m",
+            "runner.cli",
+            "run",
+            "site",
+            "-i",
+            str(inventory),
+            "--ledger",
+            ledger,
+        ],
         cwd=Path(__file__).resolve().parents[2],
         capture_output=True,
         text=True,

@@ -119,11 +119,48 @@ def test_next_open_across_a_dst_change_keeps_wall_clock_time():
         ),
         ({"freezes": [{"start": "2026-12-20", "end": "2026-12-01", "reason": "x"}]}, "ends before"),
         ({"freezes": [{"start": "2026-12-20", "end": "2026-12-21"}]}, "needs reason"),
+        (
+            {"windows": [{"name": "w", "cron": "0 2 30 2 *", "duration": "1h"}]},
+            r"windows\[0\] \(w\): cron expression '0 2 30 2 \*' can never fire",
+        ),
+        (
+            {"windows": [{"name": "w", "rrule": "FREQ=DAILY;INTERVAL=0", "duration": "1h"}]},
+            "INTERVAL must be",
+        ),
+        (
+            {"windows": [{"name": "w", "rrule": "FREQ=DAILY;COUNT=0", "duration": "1h"}]},
+            "can never fire",
+        ),
+        ({"windows": [{"name": ["w"], "cron": "0 2 * * *", "duration": "1h"}]}, "name must be"),
+        ({"windows": {"name": "w"}}, "windows must be a list"),
+        (
+            {"freezes": [{"start": "2026-13-01", "end": "2027-01-01", "reason": "x"}]},
+            r"not a date .*\(month must be in 1..12\)",
+        ),
     ],
 )
 def test_bad_data_names_the_entry_and_the_problem(data, message):
     with pytest.raises(m.MaintenanceError, match=message):
         m.status(data, ["all"], datetime.now(UTC))
+
+
+def test_every_bad_entry_is_reported_and_the_good_ones_kept():
+    data = {
+        "windows": [
+            {"name": "broken", "cron": "0 2 30 2 *", "duration": "1h"},
+            {"name": "good", "cron": "0 2 * * *", "duration": "1h"},
+            {"name": "good", "cron": "0 3 * * *", "duration": "1h"},
+        ],
+        "freezes": [{"start": "2026-12-20", "end": "2026-12-01", "reason": "x"}],
+    }
+    windows, freezes, problems = m.parse_entries(data)
+    assert [w.name for w in windows] == ["good"]
+    assert freezes == []
+    assert [str(p).split(":")[0] for p in problems] == [
+        "windows[0] (broken)",
+        "windows[2] (good)",
+        "freezes[0] (None)",
+    ]
 
 
 def test_the_filter_raises_ansible_filter_errors():

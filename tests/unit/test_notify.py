@@ -132,3 +132,22 @@ def test_settings_merge_and_validation():
     assert merged == {"on": ["success"], "webhook": "http://a"}
     problems = notify.validate({"on": ["sometimes"], "webhook": "ftp://x", "email": {}}, "job x")
     assert len(problems) == 3
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (["failure"], "job x: notify must be a mapping (keys: on, webhook, email), not a list"),
+        ({"on": ["failure"], "channel": "ops"}, "notify has unknown key(s) channel"),
+        ({True: ["failure"]}, "notify has unknown key(s) True"),
+        ({"on": "failure"}, "notify.on must be a list of events"),
+        ({"email": "oncall@example.com"}, "notify.email must be a mapping"),
+        ({"email": {"to": "a@example.com", "port": 25}}, "notify.email has unknown key(s) port"),
+        ({"email": {"to": "a@example.com", "smtp_port": "smtp"}}, "smtp_port must be a port"),
+        ({"webhook": ["https://a"]}, "notify.webhook must be an http(s) URL"),
+    ],
+)
+def test_malformed_settings_are_one_clear_line_each(config, message):
+    problems = notify.validate(config, "job x")
+    assert len(problems) == 1, problems
+    assert message in problems[0]

@@ -10,7 +10,7 @@ import pytest
 
 from runner import gate
 from runner.schedule import ScheduleError, load
-from runner.scheduler import cron_to_oncalendar, describe, render_units
+from runner.scheduler import cron_to_oncalendar, describe, format_listing, render_units
 
 PARIS = ZoneInfo("Europe/Paris")
 GOOD = """\
@@ -97,6 +97,84 @@ def test_bad_files_say_file_line_and_what_is_wrong(tmp_path, change, line, messa
     assert message in text
 
 
+@pytest.mark.parametrize(
+    ("change", "line", "message"),
+    [
+        (
+            ('cron: "30 2 * * 2"', 'cron: "0 2 30 2 *"'),
+            13,
+            "jobs[0] (patch): cron expression '0 2 30 2 *' can never fire",
+        ),
+        (
+            ('cron: "0 2 * * 2"', 'cron: "0 2 30 2 *"'),
+            3,
+            "windows[0] (app-weekly): cron expression '0 2 30 2 *' can never fire",
+        ),
+        (
+            ('cron: "0 6 * * *"', 'rrule: "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30"'),
+            18,
+            "RRULE 'FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30' can never fire",
+        ),
+        (
+            ('cron: "0 6 * * *"', 'rrule: "FREQ=DAILY;INTERVAL=0"'),
+            18,
+            "INTERVAL must be a whole number >= 1",
+        ),
+        (("start: 2026-12-21", "start: 2026-13-01"), 8, "'2026-13-01' is not a date"),
+        (("jobs:", "notify: [a, b]\njobs:"), 12, "top level: notify must be a mapping"),
+        (
+            ("    misfire_grace: 30m\n", "    misfire_grace: 30m\n    notify: [a]\n"),
+            18,
+            "jobs[0] (patch): notify must be a mapping",
+        ),
+        (("  - name: app-weekly", "  - name: [app-weekly]"), 3, "a window's name must be"),
+        (("window: app-weekly\n", "window: [app-weekly]\n"), 13, "window must be text"),
+        (("misfire_grace: 30m", "misfire_grace: 99999999999999999999"), 13, "is too long"),
+        (("misfire_grace: 30m", "misfire_grace: 30m\n    limit: [app]"), 13, "limit must be text"),
+        (
+            ("changes_hosts: false", "changes_hosts: false\n    enabled: 'no'"),
+            18,
+            "enabled must be",
+        ),
+        (("windows:\n", "windows: 5\nold_windows:\n"), 2, "windows must be a list"),
+    ],
+)
+def test_malformed_values_are_errors_not_crashes(tmp_path, change, line, message):
+    """Each once crashed `techops schedule validate` (exit 250, a traceback) or loaded."""
+    old, new = change
+    assert old in GOOD
+    path = write(tmp_path, GOOD.replace(old, new, 1))
+    with pytest.raises(ScheduleError) as info:
+        load(path)
+    text = str(info.value)
+    assert f"{path}:{line}: " in text, text
+    assert message in text, text
+
+
+def test_an_invalid_window_is_the_only_error_of_the_jobs_that_use_it(tmp_path):
+    text = GOOD.replace("duration: 3h", "duration: soon")
+    with pytest.raises(ScheduleError) as info:
+        load(write(tmp_path, text))
+    assert info.value.problems == [
+        f"{tmp_path / 'schedules.yml'}:3: windows[0] (app-weekly): duration 'soon' is not like "
+        "'4h', '90m', '1d 2h' or a number of minutes"
+    ]
+
+
+def test_every_invalid_window_is_reported_and_the_valid_ones_still_checked(tmp_path):
+    text = GOOD.replace(
+        "freezes:",
+        '  - {name: broken, cron: "0 2 30 2 *", duration: 1h}\n'
+        '  - {name: early, cron: "0 5 * * 2", duration: 1h}\nfreezes:',
+    ).replace("window: app-weekly", "window: early")
+    with pytest.raises(ScheduleError) as info:
+        load(write(tmp_path, text))
+    problems = info.value.problems
+    assert len(problems) == 2, problems
+    assert ":7: windows[1] (broken): cron expression" in problems[0]
+    assert ":15: jobs[0] (patch): it can never fire inside its window 'early'" in problems[1]
+
+
 def test_invalid_yaml_gives_the_line(tmp_path):
     path = write(tmp_path, "jobs:\n  - name: x\n    cron: [unclosed\n")
     with pytest.raises(ScheduleError, match=r"schedules.yml:\d+: not valid YAML"):
@@ -171,6 +249,40 @@ def test_list_shows_local_and_utc_times_and_freezes(schedules):
     assert patch["next"][0]["local"] == "2026-12-15T02:30:00+01:00"
     assert patch["next"][0]["utc"] == "2026-12-15T01:30:00+00:00"
     assert patch["next"][1]["frozen_by"] == ["year-end"]
+
+
+def test_list_flags_a_freeze_only_where_the_gate_would_apply_it(tmp_path):
+    text = (
+        GOOD.replace(
+            "    reason: year-end freeze\n", "    reason: year-end freeze\n    groups: [app]\n"
+        )
+        .replace("    misfire_grace: 30m\n", "    misfire_grace: 30m\n    limit: app\n")
+        .replace('cron: "0 6 * * *"', 'cron: "30 3 * * *"\n    window: app-weekly')
+        + """\
+  - name: db-patch
+    playbook: playbooks/site.yml
+    cron: "45 2 * * 2"
+    window: app-weekly
+    limit: db
+"""
+    )
+    schedules = load(write(tmp_path, text))
+    rows = describe(schedules, count=8, now=datetime(2026, 12, 14, 12, 0, tzinfo=UTC))
+    fires = {r["job"]: r["next"] for r in rows}
+    frozen = {  # 22 December, inside year-end
+        job: next(f for f in each if f["local"].startswith("2026-12-22"))
+        for job, each in fires.items()
+    }
+    # The freeze covers app: the job limited to app is refused, for certain.
+    assert frozen["patch"]["frozen_by"] == ["year-end"]
+    # A job on db is refused only if some db host is also in app: the inventory says.
+    assert frozen["db-patch"]["frozen_by"] == []
+    assert frozen["db-patch"]["may_be_frozen_by"] == ["year-end"]
+    # A job that changes no hosts: the gate applies neither freezes nor windows.
+    assert frozen["report"]["frozen_by"] == frozen["report"]["may_be_frozen_by"] == []
+    assert {f["in_window"] for f in fires["report"]} == {None}
+    listing = format_listing(rows, schedules)
+    assert "frozen by year-end if it touches hosts in their groups" in listing
 
 
 # ------------------------------------------------------------------ systemd

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -105,6 +106,64 @@ def test_an_invalid_reload_keeps_the_last_good_schedules(state, capsys):
     )
     assert "is invalid, keeping the previous version" in capsys.readouterr().out
     assert [when.hour for _, when in fired] == [10, 11]  # the old schedule still fires
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('"0 * * * *"', '"0 2 30 2 *"'),  # croniter: CroniterBadDateError
+        ("jobs:", "freezes:\n  - {start: 2026-13-01, end: 2027-01-01, reason: x}\njobs:"),
+        ("jobs:", "notify: [failure]\njobs:"),
+    ],
+)
+def test_a_reload_that_once_crashed_the_loader_keeps_the_last_good_schedules(
+    state, capsys, old, new
+):
+    clock = Clock(datetime(2026, 11, 22, 10, 30, tzinfo=UTC))
+
+    def break_file():
+        (state / "schedules.yml").write_text(SCHEDULES.replace(old, new))
+
+    fired = run_loop(
+        state,
+        clock,
+        [break_file, lambda: setattr(clock, "now", datetime(2026, 11, 22, 11, 0, 5, tzinfo=UTC))],
+    )
+    out = capsys.readouterr().out
+    assert "is invalid, keeping the previous version: " in out
+    assert "schedules.yml:" in out.split("keeping the previous version: ", 1)[1]
+    assert [when.hour for _, when in fired] == [10, 11]
+
+
+def test_any_exception_on_reload_keeps_the_last_good_schedules(state, capsys, monkeypatch):
+    clock = Clock(datetime(2026, 11, 22, 10, 30, tzinfo=UTC))
+    path = state / "schedules.yml"
+
+    def unreadable(_path):
+        raise RuntimeError("something no one foresaw")
+
+    def change_file_and_break_loading():
+        monkeypatch.setattr(scheduler, "load", unreadable)
+        os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 10))
+
+    def remove_file():
+        path.unlink()
+
+    fired = run_loop(
+        state,
+        clock,
+        [
+            change_file_and_break_loading,
+            remove_file,
+            lambda: setattr(clock, "now", datetime(2026, 11, 22, 11, 0, 5, tzinfo=UTC)),
+        ],
+    )
+    out = capsys.readouterr().out
+    assert (
+        "is invalid, keeping the previous version: unexpected RuntimeError: "
+        "something no one foresaw" in out
+    )
+    assert [when.hour for _, when in fired] == [10, 11]  # still running, the old schedule
 
 
 def test_a_second_scheduler_is_refused(state):
