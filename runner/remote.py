@@ -25,6 +25,7 @@ Nodes are data, in nodes.yml at the repository root:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -142,6 +143,7 @@ def stage(run_id: str, playbook: Path, inventory: str) -> tuple[Path, str, str]:
     try:
         relative_playbook = str(playbook.resolve().relative_to(root))
     except ValueError:
+        shutil.rmtree(staging, ignore_errors=True)
         raise UserError(
             f"playbook {playbook} is outside the repository: a remote run "
             "can only send the repository's content"
@@ -196,37 +198,67 @@ def execute_remote(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
     except FileNotFoundError:
+        shutil.rmtree(staging, ignore_errors=True)
         raise UserError(f"cannot start {argv[0]} to reach node {node.name}") from None
     errors: list[bytes] = []
 
     def send() -> None:
         try:
             ansible_runner.run(streamer="transmit", _output=worker.stdin, **kwargs)
+        except OSError:
+            if not cancel():  # a stopped transport closes the pipe: expected then
+                raise
         finally:
-            worker.stdin.close()
+            with contextlib.suppress(OSError):
+                worker.stdin.close()
 
     def drain() -> None:
         errors.append(worker.stderr.read())
 
     sender = threading.Thread(target=send, daemon=True)
     reader = threading.Thread(target=drain, daemon=True)
+    # ansible-runner's process streamer reads until the stream ends and does not ask the
+    # cancel callback: on Ctrl-C, SIGTERM or the time limit, stop the transport, which
+    # ends the stream (and, over SSH, the worker's session on the node).
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.wait(0.5):
+            if cancel():
+                _stop(worker)
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
     sender.start()
     reader.start()
+    watcher.start()
     local = state_dir() / "runs" / request.run_id
     local.mkdir(parents=True, exist_ok=True)
-    result = ansible_runner.run(
-        streamer="process",
-        _input=worker.stdout,
-        private_data_dir=str(local),
-        ident=request.run_id,
-        event_handler=on_event,
-        cancel_callback=cancel,
-        quiet=True,
-    )
-    sender.join(timeout=30)
-    worker.wait(timeout=60)
-    reader.join(timeout=5)
-    shutil.rmtree(staging, ignore_errors=True)
+    result: Any = None
+    try:
+        result = ansible_runner.run(
+            streamer="process",
+            _input=worker.stdout,
+            private_data_dir=str(local),
+            ident=request.run_id,
+            event_handler=on_event,
+            cancel_callback=cancel,
+            quiet=True,
+        )
+    except Exception:
+        if not cancel():
+            raise
+    finally:
+        finished.set()
+        sender.join(timeout=30)
+        try:
+            worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            _stop(worker)
+        reader.join(timeout=5)
+        shutil.rmtree(staging, ignore_errors=True)
+    if cancel():
+        return Canceled(result)
     if worker.returncode != 0 and result.status not in ("successful", "failed"):
         detail = b"".join(errors).decode(errors="replace").strip().splitlines()
         raise UserError(
@@ -234,3 +266,26 @@ def execute_remote(
             f"{worker.returncode}): {detail[-1] if detail else 'no message'}"
         )
     return result
+
+
+class Canceled:
+    """The outcome of a remote run stopped here: whatever the stream delivered before."""
+
+    status = "canceled"
+    rc = None
+
+    def __init__(self, partial: Any) -> None:
+        self.stats = getattr(partial, "stats", None)
+        self.config = getattr(partial, "config", None)
+
+
+def _stop(worker: subprocess.Popen) -> None:
+    """End the transport process: politely, then for sure."""
+    if worker.poll() is not None:
+        return
+    worker.terminate()
+    try:
+        worker.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(timeout=5)
