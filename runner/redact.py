@@ -102,7 +102,7 @@ class Redactor:
         """Learn the values a task's result carries under secret-looking names."""
         res = (event.get("event_data") or {}).get("res")
         if isinstance(res, dict) and not res.get("_ansible_no_log"):
-            self.learn(secret_values(res))
+            self.learn(returned_secrets(res))
 
     def event(self, event: dict[str, Any]) -> dict[str, Any]:
         """An ansible-runner event with secrets removed (stdout, args and results).
@@ -162,6 +162,46 @@ def secret_values(data: Any) -> set[str]:
     elif isinstance(data, list):
         for item in data:
             found |= secret_values(item)
+    return found
+
+
+# What Ansible itself puts in place of a hidden value: nothing to learn there.
+_PLACEHOLDERS = {"NOT_LOGGING_PASSWORD", "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER", "********"}
+# A value learned from a result is replaced in all later text: only values that look
+# generated (long enough, not a plain word) are learned, so that an option such as
+# update_password: always never hides the word "always" everywhere.
+_MIN_LEARNED_LENGTH = 8
+
+
+def returned_secrets(res: Any) -> set[str]:
+    """The values a task result returns directly under secret-looking names (a generated
+    token, a fact such as db_password), to be scrubbed from all later text.
+
+    Narrower than `secret_values`: the module's own arguments (`invocation`, which Ansible
+    already masks) and whole structures under such a name (the getent_passwd fact holds
+    every account's name, home and shell) are replaced by name where they appear, but
+    their contents are not learned."""
+    found: set[str] = set()
+
+    def walk(data: Any) -> None:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if key == "invocation":
+                    continue
+                if is_secret_name(key) and isinstance(value, str):
+                    if (
+                        len(value) >= _MIN_LEARNED_LENGTH
+                        and value not in _PLACEHOLDERS
+                        and not value.replace(" ", "").isalpha()
+                    ):
+                        found.add(value)
+                else:
+                    walk(value)
+        elif isinstance(data, list):
+            for item in data:
+                walk(item)
+
+    walk(res)
     return found
 
 

@@ -129,3 +129,26 @@ def test_json_files_are_scrubbed_by_name_whatever_their_file_name(tmp_path):
     assert Redactor().file(path)
     assert "CANARY-env" not in path.read_text()
     assert json.loads(path.read_text())["env"]["AWS_SECRET_ACCESS_KEY"] == REDACTED
+
+
+def test_only_generated_looking_values_returned_directly_are_learned():
+    """The getent_passwd fact ("passwd") holds every account: learning its contents would
+    hide words such as "backup" (an account) in every later line."""
+    redactor = Redactor()
+    redactor.event(
+        {
+            "event_data": {
+                "res": {
+                    "ansible_facts": {
+                        "getent_passwd": {"backup": ["x", "34", "34", "backup", "/var/backups"]}
+                    },
+                    "invocation": {"module_args": {"update_password": "always"}},
+                    "password": "NOT_LOGGING_PASSWORD",
+                    "generated_secret": "Zq8-Lk2p-77Hx",
+                    "secret_word": "plainwords",
+                }
+            }
+        }
+    )
+    assert redactor.values == ["Zq8-Lk2p-77Hx"]
+    assert redactor.text("TASK [backup : Run always]") == "TASK [backup : Run always]"
