@@ -247,6 +247,12 @@ def compliance(ledger: Ledger, since: str) -> dict[str, Any]:
                 entry["drill_passed"] = drill.get("passed")
             if not ok and run.start_time >= since:
                 entry["failed_runs"].append(run.run_id)
+        # A run that never reached its end (canceled, timed out, killed, an error) has no
+        # per-host outcome: it counts against every host it had locked.
+        if run.status not in ("successful", "failed") and run.start_time >= since:
+            for host in run.started.body.get("hosts") or []:
+                if run.run_id not in row(host)["failed_runs"]:
+                    row(host)["failed_runs"].append(run.run_id)
     now = datetime.now(UTC)
     for entry in hosts.values():
         entry["days_since_patch"] = _days(entry["last_patch"], now)

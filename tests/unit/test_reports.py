@@ -364,3 +364,17 @@ def test_a_run_without_a_drill_has_no_drill_report(ledger):
 def test_drill_report_escapes_what_it_shows(ledger):
     add_drill(ledger, "r1", reason="<script>alert(1)</script>", passed=False)
     assert "<script>alert(1)" not in drill_report(ledger, "r1", "html")
+
+
+def test_runs_that_never_finished_count_as_failed_against_the_hosts_they_held(ledger):
+    """A canceled, timed-out or killed run records no per-host outcome."""
+    for run_id, kind, status in (
+        ("c1", "run.finished", "canceled"),
+        ("t1", "run.finished", "timeout"),
+        ("k1", "run.interrupted", "interrupted"),
+    ):
+        ledger.append("run.started", run_id, {"run_id": run_id, "hosts": ["app1", "app2"]})
+        ledger.append(kind, run_id, {"run_id": run_id, "status": status, "hosts": {}})
+    rows = {h["host"]: h for h in compliance(ledger, "2000-01-01")["hosts"]}
+    assert rows["app1"]["failed_runs"] == ["c1", "t1", "k1"]
+    assert rows["app2"]["failed_runs"] == ["c1", "t1", "k1"]
