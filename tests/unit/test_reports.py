@@ -203,6 +203,7 @@ def test_patch_and_drill_evidence_render_as_tables(ledger):
                     "updates_applied": ["apt"],
                     "security_updates_applied": ["apt"],
                     "rebooted": True,
+                    "reboot_s": 41,
                     "versions_before": {"apt": "2.6.1"},
                     "versions_after": {"apt": "2.6.2"},
                     "security_pending_after": 0,
@@ -224,7 +225,7 @@ def test_patch_and_drill_evidence_render_as_tables(ledger):
     )
     html = run_report(ledger, "r1", "html")
     assert "apt 2.6.1 → 2.6.2" in html
-    assert "rebooted" in html
+    assert "rebooted (41 s)" in html
     assert "RPO 7200 s over target 3600 s" in html
     assert "7200 s (3600 s)" in html
 

@@ -112,8 +112,10 @@ def test_reboot_only_where_a_package_asked_for_it(evidence):
     assert evidence[CANARY]["reboot_required"] is True
     assert evidence[CANARY]["reboot_required_packages"] == ["techops-lab-secfix"]
     assert evidence[CANARY]["rebooted"] is True
+    assert evidence[CANARY]["reboot_s"] > 0  # how long the host was away
     assert evidence[OTHER]["reboot_required"] is False
     assert evidence[OTHER]["rebooted"] is False
+    assert evidence[OTHER]["reboot_s"] is None
     for host in TARGETS:
         assert evidence[host]["health_before"]["healthy"] is True
         assert evidence[host]["health_after"]["healthy"] is True
