@@ -79,8 +79,8 @@ def decide(
             return verdict(
                 "skip",
                 f"missed: due at {scheduled_for.isoformat()}, "
-                f"{_human(late)} late, beyond the misfire grace of "
-                f"{_human(job.misfire_grace)}",
+                f"{human(late)} late, beyond the misfire grace of "
+                f"{human(job.misfire_grace)}",
             )
     if not job.changes_hosts:
         return verdict("fire", "the job does not change hosts: windows and freezes do not apply")
@@ -109,7 +109,8 @@ def decide(
     return verdict("fire", f"inside window {job.window!r}", status)
 
 
-def _human(delta: timedelta) -> str:
+def human(delta: timedelta) -> str:
+    """A duration as the reasons give it: 2h05m, 30m or 45s."""
     seconds = int(delta.total_seconds())
     hours, rest = divmod(seconds, 3600)
     minutes = rest // 60

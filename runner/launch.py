@@ -8,16 +8,18 @@ the job's notifications.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import socket
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from runner.errors import UserError
-from runner.ledger import Ledger, default_url
+from runner.ledger import Entry, Ledger, default_url
 from runner.paths import state_dir
 from runner.run import RunRequest, RunResult, resolve_inventory, resolve_playbook
 
@@ -148,30 +150,44 @@ def run_job(
     try:
         groups = job_groups(request.inventory, job.limit) if job.changes_hosts else set()
         due = scheduled_for or job.last_fire(now)
-        fired = None if override_reason or due is None else _already_fired(ledger, job.name, due)
-        decision = gate.decide(
-            schedules,
-            job,
-            now,
-            groups,
-            scheduled_for=due,
-            override_reason=override_reason,
-            running=running,
-            already_fired=fired,
-        )
-        record = {
-            **decision.as_record(),
-            "decided_at": now.isoformat(),
-            "controller": socket.gethostname(),
-            "run_id": request.run_id if decision.fires else None,
-        }
         config = notify.settings(schedules.data.get("notify"), job.notify)
-        if not decision.fires:
-            record["notifications"] = notify.send(config, decision.action, record)
+        # Reading what was decided for this due time and recording this decision are one
+        # step: a timer and the scheduler firing together see each other's decision.
+        with _deciding(job.name):
+            earlier = (
+                [] if override_reason or due is None else _decisions_for(ledger, job.name, due)
+            )
+            decision = gate.decide(
+                schedules,
+                job,
+                now,
+                groups,
+                scheduled_for=due,
+                override_reason=override_reason,
+                running=running,
+                already_fired=_fired_run(earlier),
+            )
+            if decision.action == "skip" and earlier:
+                # A second caller for a due time already decided: no second skip entry,
+                # no second notification.
+                print(
+                    f"techops: job {job.name}: its start due at {due.isoformat()} was already "
+                    f"decided ({_describe_decision(_first_decision(earlier))}): "
+                    "nothing recorded again"
+                )
+                return 0
+            record = {
+                **decision.as_record(),
+                "decided_at": now.isoformat(),
+                "controller": socket.gethostname(),
+                "run_id": request.run_id if decision.fires else None,
+            }
+            if not decision.fires:
+                record["notifications"] = notify.send(config, decision.action, record)
+                ledger.append(DECISION, f"job:{job.name}", record)
+                print(f"techops: job {job.name}: {decision.action}: {decision.reason}")
+                return 0 if decision.action == "skip" else 3
             ledger.append(DECISION, f"job:{job.name}", record)
-            print(f"techops: job {job.name}: {decision.action}: {decision.reason}")
-            return 0 if decision.action == "skip" else 3
-        ledger.append(DECISION, f"job:{job.name}", record)
         print(f"techops: job {job.name}: fired ({decision.reason}), run {request.run_id}")
         result = run_recorded(
             request,
@@ -207,15 +223,84 @@ def run_job(
 def _already_fired(ledger: Ledger, job: str, due: datetime) -> str | None:
     """The run that already fired this job for this due time (a scheduler restart, a
     clock jump, or a timer and a scheduler both firing must not run it twice)."""
+    return _fired_run(_decisions_for(ledger, job, due))
+
+
+def _decisions_for(ledger: Ledger, job: str, due: datetime) -> list[Entry]:
+    """The job's recorded decisions for this due time, oldest first. Due times are
+    compared as instants, not as text: 02:30+01:00 on a spring-forward night and
+    03:30+02:00 are the same start."""
+    at = due.astimezone(UTC)
+    found = []
     for entry in ledger.entries(kinds=[DECISION]):
         body = entry.body
-        if (
-            body.get("job") == job
-            and body.get("action") == "fire"
-            and body.get("scheduled_for") == due.isoformat()
-        ):
-            return body.get("run_id") or "an earlier run"
+        if body.get("job") != job or not isinstance(body.get("scheduled_for"), str):
+            continue
+        try:
+            when = datetime.fromisoformat(body["scheduled_for"])
+        except ValueError:
+            continue
+        if when.tzinfo is not None and when.astimezone(UTC) == at:
+            found.append(entry)
+    return found
+
+
+def _fired_run(decisions: list[Entry]) -> str | None:
+    """The run of the first of these decisions that fired, if one did."""
+    for entry in decisions:
+        if entry.body.get("action") == "fire":
+            return entry.body.get("run_id") or "an earlier run"
     return None
+
+
+def _first_decision(decisions: list[Entry]) -> Entry:
+    """The decision that settled a due time: its firing if it fired, else the first."""
+    return next((e for e in decisions if e.body.get("action") == "fire"), decisions[0])
+
+
+def _describe_decision(entry: Entry) -> str:
+    """An earlier decision, for the line that says it stands: what, which ledger entry,
+    which run."""
+    body = entry.body
+    run = f", run {body['run_id']}" if body.get("run_id") else ""
+    at = f", at {body['decided_at']}" if body.get("decided_at") else ""
+    return f"{body.get('action')} in ledger entry {entry.seq}{run}{at}"
+
+
+@contextlib.contextmanager
+def _deciding(job: str) -> Iterator[None]:
+    """Held while a due time's decision is read and recorded, so that two callers on one
+    controller cannot both find it undecided (the job lock is only tried, not waited for,
+    and the run it guards lasts much longer)."""
+    path = state_dir() / "locks" / f"job-{job}.decision.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def record_skip(
+    ledger: Ledger, job: str, due: datetime, reason: str, now: datetime
+) -> Entry | None:
+    """Record a due time the scheduler will not fire (passed over by a clock jump) as a
+    skip decision, as the gate would have: the new entry, or None when that due time was
+    already decided (it is never recorded twice)."""
+    from runner.gate import Decision
+
+    with _deciding(job):
+        if _decisions_for(ledger, job, due):
+            return None
+        record = {
+            **Decision("skip", reason, job, due).as_record(),
+            "decided_at": now.isoformat(),
+            "controller": socket.gethostname(),
+            "run_id": None,
+            "notifications": [],
+        }
+        return ledger.append(DECISION, f"job:{job}", record)
 
 
 def parse_when(value: str | None) -> datetime | None:

@@ -4,7 +4,9 @@ Both end in `techops run --schedule NAME`, so the gate decides at fire time eith
 The scheduler holds a lock so that only one instance is active; it re-reads
 schedules.yml when it changes (keeping the last good version if the new one is invalid),
 and on start fires, once, a job whose last due time it missed within the job's misfire
-grace (the gate records anything later as skipped).
+grace (the gate records anything later as skipped). After a clock jump forward it fires
+the latest due time once and records the ones passed over as skipped. The timers fire at
+the scheduler's instants, DST included (see `render_units`).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import UserError
+from runner.gate import human
 from runner.paths import repo_root, state_dir
-from runner.schedule import Job, Schedules, default_path, load
+from runner.schedule import Job, Schedules, default_path, load, maintenance
 
 POLL_S = 30.0
 
@@ -124,16 +127,19 @@ def serve(
                     continue
                 job = schedules.jobs[name]
                 # After a clock jump forward several due times may have passed: fire the
-                # latest once (the gate applies its grace), never a burst of them.
-                skipped = 0
+                # latest once (the gate applies its grace), never a burst of them, and
+                # record the others as skipped.
+                passed: list[datetime] = []
                 while (later := job.recurrence.next_after(when)) is not None and later <= now:
-                    when, skipped = later, skipped + 1
-                if skipped:
+                    passed.append(when)
+                    when = later
+                if passed:
                     print(
-                        f"scheduler: {name}: {skipped} earlier due time(s) passed while the "
-                        "clock jumped; firing the latest once",
+                        f"scheduler: {name}: {len(passed)} earlier due time(s) passed while the "
+                        "clock jumped; firing the latest once, recording the others as skipped",
                         flush=True,
                     )
+                    _record_passed(job, passed, when, now, ledger)
                 children.append(fire(job, when, ledger))
                 due[name] = job.recurrence.next_after(when)
             children = [c for c in children if c is not None and c.poll() is None]
@@ -146,6 +152,55 @@ def serve(
                 child.wait()
         lock.release()
     return 0
+
+
+def _record_passed(
+    job: Job, passed: list[datetime], latest: datetime, now: datetime, ledger: str | None
+) -> None:
+    """Record each due time a clock jump passed over as a skip decision, so that none is
+    lost silently (one already decided, say by a timer, is not recorded again). A ledger
+    that cannot be written is said, not raised: the service keeps running."""
+    from runner.launch import ledger_url, record_skip
+    from runner.ledger import Ledger
+
+    try:
+        book = Ledger.open(ledger_url(ledger))
+        try:
+            recorded = sum(
+                record_skip(book, job.name, due, _passed_reason(job, due, latest, now), now)
+                is not None
+                for due in passed
+            )
+        finally:
+            book.close()
+    except (UserError, OSError) as exc:
+        print(
+            f"scheduler: {job.name}: could not record the {len(passed)} passed due time(s): {exc}",
+            flush=True,
+        )
+        return
+    print(
+        f"scheduler: {job.name}: recorded {recorded} passed due time(s) as skipped"
+        + (f" ({len(passed) - recorded} already decided)" if recorded < len(passed) else ""),
+        flush=True,
+    )
+
+
+def _passed_reason(job: Job, due: datetime, latest: datetime, now: datetime) -> str:
+    """Why a due time passed over by a clock jump did not fire: how late it is and how far
+    beyond the misfire grace, or, within the grace, that only the latest fires."""
+    late = now.astimezone(UTC) - due.astimezone(UTC)
+    grace = job.misfire_grace
+    if late > grace:
+        return (
+            f"missed by a clock jump: due at {due.isoformat()}, {human(late)} late, "
+            f"{human(late - grace)} beyond the misfire grace of {human(grace)}"
+        )
+    return (
+        f"passed over by a clock jump: due at {due.isoformat()}, {human(late)} late, within "
+        f"the misfire grace of {human(grace)}, but a job fires once after a jump: its "
+        f"latest due time {latest.isoformat()} fires instead"
+    )
 
 
 def _mtime(path: Path) -> float | None:
@@ -312,9 +367,69 @@ def cron_to_oncalendar(expression: str, tz: str) -> str | None:
     return " ".join(p for p in (days, date, time_part, tz) if p)
 
 
-def render_units(schedules: Schedules, techops_bin: str, horizon_days: int = 366) -> dict[str, str]:
-    """Timer and service units, one pair per enabled job."""
+# Cron jobs' timers carry the DST starts systemd would miss up to this far ahead.
+DST_HORIZON_DAYS = 3 * 365
+
+
+def dst_fires(job: Job, now: datetime, horizon_days: int = DST_HORIZON_DAYS) -> list[datetime]:
+    """The starts `techops scheduler` fires within the horizon that the job's plain
+    OnCalendar= would not: those whose local time a spring-forward skips (02:30 on such a
+    night fires at 03:30 new time; systemd does not fire a time that does not exist),
+    unless another start of the job falls on that same instant (03:00 and a skipped 02:00
+    are one instant). A repeated local time needs nothing: systemd fires its first
+    occurrence only, as the scheduler does."""
+    rec = job.recurrence
+    extra: dict[datetime, datetime] = {}
+    for fire in rec.skipped_starts(now, now + timedelta(days=horizon_days)):
+        instant = fire.astimezone(UTC)
+        # Via UTC: astimezone() to the zone the time already carries changes nothing.
+        wall = instant.astimezone(rec.tz).replace(tzinfo=None)
+        if instant > now and not rec.wall_starts(wall, wall + timedelta(seconds=1)):
+            extra.setdefault(instant, fire)
+    return sorted(extra.values(), key=lambda f: f.astimezone(UTC))
+
+
+def _dst_note(job: Job, extra: list[datetime], now: datetime, horizon_days: int) -> str:
+    """The timer's comment on its DST lines: how many, and until when they were computed
+    (nothing for a zone without daylight saving)."""
+    end = now + timedelta(days=horizon_days)
+    if not extra and not maintenance().gaps(job.tz, now, end):
+        return ""
+    if not extra:
+        return (
+            f"# Daylight saving: checked up to {end.date()}, no start falls in an hour that a\n"
+            "# spring-forward skips (re-run `techops schedule install --systemd` before then).\n"
+        )
+    return (
+        "# Daylight saving: systemd does not fire a local time that a spring-forward skips.\n"
+        f"# The {len(extra)} UTC line(s) after the first fire those starts as `techops "
+        f"scheduler` does;\n# computed up to {end.date()}: re-run `techops schedule install "
+        "--systemd` before then.\n"
+    )
+
+
+def _utc_calendar(moment: datetime) -> str:
+    """An OnCalendar= for one instant, in UTC (no local time is ambiguous in UTC)."""
+    return f"OnCalendar={moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def render_units(
+    schedules: Schedules,
+    techops_bin: str,
+    horizon_days: int = 366,
+    *,
+    dst_horizon_days: int = DST_HORIZON_DAYS,
+    now: datetime | None = None,
+) -> dict[str, str]:
+    """Timer and service units, one pair per enabled job.
+
+    A timer fires when `techops scheduler` would: a cron job's OnCalendar= gets extra
+    UTC lines for its starts in skipped DST hours over `dst_horizon_days`; a recurrence
+    with no OnCalendar form lists its start times, in UTC, over `horizon_days`. Either
+    way the timer says until when, and install must be re-run before then.
+    """
     root = repo_root()
+    now = now or datetime.now(UTC)
     units: dict[str, str] = {}
     for job in schedules.jobs.values():
         if not job.enabled:
@@ -326,10 +441,10 @@ def render_units(schedules: Schedules, techops_bin: str, horizon_days: int = 366
             else None
         )
         if calendar:
-            on_calendar = [f"OnCalendar={calendar}"]
-            note = ""
+            extra = dst_fires(job, now, dst_horizon_days)
+            on_calendar = [f"OnCalendar={calendar}"] + [_utc_calendar(f) for f in extra]
+            note = _dst_note(job, extra, now, dst_horizon_days)
         else:
-            now = datetime.now(UTC)
             fires = []
             moment = now
             while (nxt := job.recurrence.next_after(moment)) is not None and (
@@ -337,7 +452,7 @@ def render_units(schedules: Schedules, techops_bin: str, horizon_days: int = 366
             ):
                 fires.append(nxt)
                 moment = nxt
-            on_calendar = [f"OnCalendar={f.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" for f in fires]
+            on_calendar = [_utc_calendar(f) for f in fires]
             note = (
                 f"# This recurrence has no OnCalendar form: its next {len(fires)} start times\n"
                 f"# (to {fires[-1].date() if fires else '-'}) are listed. Re-run "

@@ -76,6 +76,35 @@ def utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
+def gaps(tz: ZoneInfo, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """The wall-clock times that never happen in tz between two instants (each
+    spring-forward's skipped hour), as naive [first, end) ranges.
+
+    zoneinfo does not list its transitions: the offset is sampled hourly (no zone changes
+    twice within an hour) and each change found is narrowed down to the second.
+    """
+    found: list[tuple[datetime, datetime]] = []
+    moment = utc(start).replace(minute=0, second=0, microsecond=0)
+    stop = utc(end)
+    before = moment.astimezone(tz).utcoffset()
+    while moment < stop:
+        nxt = moment + timedelta(hours=1)
+        after = nxt.astimezone(tz).utcoffset()
+        if after != before:
+            low, high = moment, nxt  # the offset is `before` at low and `after` at high
+            while high - low > timedelta(seconds=1):
+                middle = low + timedelta(seconds=int((high - low).total_seconds()) // 2)
+                if middle.astimezone(tz).utcoffset() == before:
+                    low = middle
+                else:
+                    high = middle
+            if after > before:
+                wall = high.replace(tzinfo=None)
+                found.append((wall + before, wall + after))
+        moment, before = nxt, after
+    return found
+
+
 @functools.lru_cache(maxsize=256)
 def _parsed_rrule(expression: str):
     from dateutil.rrule import rrulestr
@@ -174,6 +203,26 @@ class Recurrence:
                 starts.append(aware)
             probe = prev
         return starts
+
+    def wall_starts(self, first: datetime, end: datetime) -> list[datetime]:
+        """The naive wall-clock starts from `first` (included) to `end` (excluded): what a
+        calendar that knows only wall-clock times (systemd's OnCalendar=) matches."""
+        starts: list[datetime] = []
+        probe = first - timedelta(seconds=1)
+        while (nxt := self._next_naive(probe)) is not None and nxt < end:
+            starts.append(nxt)
+            probe = nxt
+        return starts
+
+    def skipped_starts(self, start: datetime, end: datetime) -> list[datetime]:
+        """The starts between two instants whose wall-clock time does not exist (it falls
+        in a spring-forward's skipped hour), each as `next_after` gives it: at the offset
+        from before the change (see the module's DST rule)."""
+        return [
+            localize(wall, self.tz)
+            for first, last in gaps(self.tz, start, end)
+            for wall in self.wall_starts(first, last)
+        ]
 
     def _next_naive(self, after: datetime) -> datetime | None:
         if self.kind == "cron":
