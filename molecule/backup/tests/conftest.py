@@ -1,14 +1,18 @@
 """Fixtures for the backup scenario: commands inside the instances, and the playbooks.
 
 Tests act as an operator would: they run the repository's playbooks (backup, drill,
-rollback) with ansible-playbook over SSH, and look at the hosts from outside (podman exec).
+rollback) with ansible-playbook over SSH, or through `techops run` into the scenario's
+ledger as scheduled jobs do (the fault cases, whose failed runs must be on the record),
+and look at the hosts from outside (podman exec).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,6 +58,65 @@ class PlaybookRun:
                     if outcome.get("msg"):
                         found.append(str(outcome["msg"]))
         return "\n".join(found)
+
+
+LEDGER = f"sqlite:///{EPHEMERAL / 'ledger.sqlite3'}"
+
+
+class RecordedRun:
+    """A finished `techops run`: return code, output, and its record in the ledger (the
+    status, the evidence and the failed tasks' messages, as an auditor reads them)."""
+
+    def __init__(self, process: subprocess.CompletedProcess[str]):
+        self.rc = process.returncode
+        self.output = process.stdout + process.stderr
+        run_id = json.loads(process.stdout[process.stdout.index("{") :])["run_id"]
+        listed = subprocess.run(
+            [str(Path(sys.executable).parent / "techops"), "runs", "--json", "--ledger", LEDGER],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            check=True,
+        )
+        self.record = next(r for r in json.loads(listed.stdout) if r["run_id"] == run_id)
+        self.status = self.record["status"]
+
+    def evidence(self, host: str) -> dict:
+        return (self.record["end"].get("evidence") or {}).get(host, {})
+
+    def messages(self) -> str:
+        return "\n".join(str(t.get("msg")) for t in self.record["end"].get("failed_tasks") or [])
+
+
+@pytest.fixture(scope="session")
+def recorded():
+    """Run playbooks/NAME.yml through `techops run`, recorded in the scenario's ledger."""
+    from runner.run import fact_cache_dir
+
+    # These instances are new machines under old names: facts techops cached for an
+    # earlier run of the scenario (host keys among them) must not be reused.
+    shutil.rmtree(fact_cache_dir(str((EPHEMERAL / "ssh-inventory.yml").resolve())), True)
+
+    def run(name: str, *args: str) -> RecordedRun:
+        command = [
+            str(Path(sys.executable).parent / "techops"),
+            "run",
+            name,
+            "-i",
+            str(EPHEMERAL / "ssh-inventory.yml"),
+            "-e",
+            f"@{SCENARIO / 'vars' / 'scenario.yml'}",
+            *args,
+            "--ledger",
+            LEDGER,
+            "--json",
+        ]
+        process = subprocess.run(
+            command, capture_output=True, text=True, cwd=REPO, timeout=300, check=False
+        )
+        return RecordedRun(process)
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -111,10 +111,11 @@ def test_drill_refuses_a_whole_archive_onto_the_standbys_own_tree(playbook):
     assert "dr_drill_passphrase is empty" in run.messages(), run.messages()
 
 
-def test_drill_fails_when_the_archive_is_older_than_the_rpo_target(playbook):
+def test_drill_fails_when_the_archive_is_older_than_the_rpo_target(recorded):
     # Kept, so that the next test can tamper with the restored files.
-    run = playbook("dr_drill", "-e", '{"dr_drill_rpo_target_s": 1, "dr_drill_keep": true}')
+    run = recorded("dr_drill", "-e", '{"dr_drill_rpo_target_s": 1, "dr_drill_keep": true}')
     assert run.rc != 0
+    assert run.status == "failed"  # a failed run in the ledger
     drill = run.evidence(STANDBY)["drill"]
     assert drill["passed"] is False
     assert re.search(r"RPO \d+ s exceeds the target 1 s", drill["reason"]), drill["reason"]
@@ -205,7 +206,7 @@ def test_server_applies_retention_and_compacts():
     assert archive_names() == [names[-1]]
 
 
-def test_corrupted_segment_fails_the_check_and_the_drill(playbook):
+def test_corrupted_segment_fails_the_check_and_the_drill(recorded):
     check_command = "runuser -u borg -- /usr/local/sbin/techops-borg-admin check backup-app"
     healthy = sh(SERVER, check_command)
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
@@ -226,8 +227,9 @@ def test_corrupted_segment_fails_the_check_and_the_drill(playbook):
     )
     assert "passed" not in check.stdout
 
-    run = playbook("dr_drill")
+    run = recorded("dr_drill")
     assert run.rc != 0
+    assert run.status == "failed"  # a failed run in the ledger
     drill = run.evidence(STANDBY)["drill"]
     assert drill["passed"] is False
     assert re.search(r"(?i)(integrity|checksum)", drill["reason"]), drill["reason"]
@@ -238,11 +240,12 @@ def test_corrupted_segment_fails_the_check_and_the_drill(playbook):
     )
 
 
-def test_backup_fails_clearly_when_the_server_is_down(playbook):
+def test_backup_fails_clearly_when_the_server_is_down(recorded):
     stop = sh(SERVER, "systemctl stop ssh.service ssh.socket")
     assert stop.returncode == 0, stop.stderr
-    run = playbook("backup", *BACKUP_NOW)
+    run = recorded("backup", *BACKUP_NOW)
     assert run.rc != 0
+    assert run.status == "failed"  # a failed run in the ledger
     assert "Is the backup server backup-server up" in run.messages() or (
         "did not answer over SSH" in run.messages()
     ), run.messages()
