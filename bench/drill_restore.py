@@ -8,7 +8,12 @@ the standby and reads the time borg itself took there. Rounds alternate so that 
 the machine's load affects both alike. Prints the medians and the ratio drill/plain; a
 last drill without dr_drill_keep cleans the standby up.
 
-    .venv/bin/python bench/drill_restore.py -i INVENTORY -e @VARS [--rounds 3]
+    .venv/bin/python bench/drill_restore.py -i INVENTORY -e @VARS [--rounds 3] [--dataset-mib 1024]
+
+With --dataset-mib N, it first adds N MiB of incompressible data to the source's backup
+(a file under /srv/techops-bench on the source, backed up through playbooks/backup.yml)
+and restores it in every drill, then reports the RTO the drill itself measured (drill
+start to verified service) for that dataset; the data is removed from the source after.
 
 The inventory needs a backup server, a backed-up source and a standby (the lab, or the
 molecule backup scenario's instances: molecule/backup/vars/scenario.yml and the SSH inventory its
@@ -33,6 +38,7 @@ RESTORE_TASK = "Restore the files from the latest archive"
 DRILL_DIR = "/var/lib/techops-dr-drill"
 # Inside the drill's own directory: the final drill's cleanup removes it whatever happens.
 SCRATCH = f"{DRILL_DIR}/bench-restore"
+BENCH_DATA = "/srv/techops-bench"
 
 
 def ansible_env() -> dict[str, str]:
@@ -56,22 +62,71 @@ def seconds(duration: dict) -> float:
     return (end - start).total_seconds()
 
 
-def drill(common: list[str], keep: bool) -> tuple[float, dict, str]:
-    """Run the drill; return its restore task's wall time, its task result and the standby."""
-    argv = [str(BIN / "ansible-playbook"), *common, "-e", json.dumps({"dr_drill_keep": keep})]
-    argv.append("playbooks/dr_drill.yml")
-    proc = subprocess.run(
-        argv, cwd=REPO, env=ansible_env(), capture_output=True, text=True, check=False
-    )
+def playbook(common: list[str], name: str, extra: dict) -> dict:
+    """Run a playbook with the JSON callback; its parsed record (custom stats included)."""
+    argv = [str(BIN / "ansible-playbook"), *common, "-e", json.dumps(extra), name]
+    env = ansible_env()
+    env["ANSIBLE_SHOW_CUSTOM_STATS"] = "true"
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        sys.exit(f"bench: the drill failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}")
-    events = json.loads(proc.stdout[proc.stdout.index("{") :])
+        sys.exit(f"bench: {name} failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}")
+    return json.loads(proc.stdout[proc.stdout.index("{") :])
+
+
+def drill(common: list[str], keep: bool, extra: dict) -> tuple[float, dict, str, dict]:
+    """Run the drill; return its restore task's wall time, its task result, the standby
+    and the drill evidence the role published."""
+    events = playbook(common, "playbooks/dr_drill.yml", {**extra, "dr_drill_keep": keep})
+    evidence = next(
+        (
+            per_host["techops_evidence"]["drill"]
+            for per_host in (events.get("custom_stats") or {}).values()
+            if isinstance(per_host, dict) and "drill" in per_host.get("techops_evidence", {})
+        ),
+        {},
+    )
     for play in events["plays"]:
         for task in play["tasks"]:
             if task["task"]["name"].endswith(RESTORE_TASK):
                 standby, result = next(iter(task["hosts"].items()))
-                return seconds(task["task"]["duration"]), result, standby
+                return seconds(task["task"]["duration"]), result, standby, evidence
     sys.exit(f"bench: no '{RESTORE_TASK}' task in the drill's events")
+
+
+def add_dataset(common: list[str], mib: int) -> dict:
+    """Put N MiB of random data into the source's backup; the extra vars that back it up
+    and restore it."""
+    source = inventory_var(common, "dr_drill_source_host")
+    paths = inventory_var(common, "backup_paths", source)
+    restored = inventory_var(common, "dr_drill_paths", source)
+    script = f"mkdir -p {BENCH_DATA} && head -c {mib}M /dev/urandom > {BENCH_DATA}/dataset.bin"
+    adhoc(common, source, script)
+    extra = {
+        "backup_paths": [*paths, BENCH_DATA],
+        "dr_drill_paths": [*restored, BENCH_DATA.lstrip("/")],
+    }
+    playbook(common, "playbooks/backup.yml", {**extra, "backup_run_now": True})
+    return extra
+
+
+def inventory_var(common: list[str], name: str, host: str = "all") -> object:
+    argv = [str(BIN / "ansible"), *common, host, "-m", "ansible.builtin.debug", "-a", f"var={name}"]
+    env = ansible_env()
+    env["ANSIBLE_LOAD_CALLBACK_PLUGINS"] = "true"
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    record = json.loads(proc.stdout[proc.stdout.index("{") :])
+    return next(iter(record["plays"][0]["tasks"][0]["hosts"].values()))[name]
+
+
+def adhoc(common: list[str], host: str, script: str) -> dict:
+    argv = [str(BIN / "ansible"), *common, host, "-b", "-m", "ansible.builtin.shell", "-a", script]
+    env = ansible_env()
+    env["ANSIBLE_LOAD_CALLBACK_PLUGINS"] = "true"
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        sys.exit(f"bench: `{script}` on {host} failed:\n{proc.stdout[-3000:]}")
+    record = json.loads(proc.stdout[proc.stdout.index("{") :])
+    return next(iter(record["plays"][0]["tasks"][0]["hosts"].values()))
 
 
 def plain_extract(common: list[str], standby: str, restore_argv: list[str]) -> float:
@@ -89,20 +144,8 @@ def plain_extract(common: list[str], standby: str, restore_argv: list[str]) -> f
         f"rm -rf {SCRATCH} && mkdir -p {SCRATCH} && cd {SCRATCH} && "
         f"{exports} {shlex.join(restore_argv)} && rm -rf {SCRATCH}"
     )
-    argv = [str(BIN / "ansible"), *common, standby, "-b", "-m", "ansible.builtin.shell"]
-    argv += ["-a", script]
-    env = ansible_env()
-    env["ANSIBLE_LOAD_CALLBACK_PLUGINS"] = "true"
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        sys.exit(f"bench: plain borg extract failed:\n{proc.stdout[-3000:]}")
-    result = json.loads(proc.stdout[proc.stdout.index("{") :])
-    for play in result["plays"]:
-        for task in play["tasks"]:
-            delta = task["hosts"][standby]["delta"]
-            h, m, s = delta.split(":")
-            return int(h) * 3600 + int(m) * 60 + float(s)
-    sys.exit("bench: no result from the plain extract")
+    h, m, s = adhoc(common, standby, script)["delta"].split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
 
 
 def main() -> int:
@@ -110,16 +153,21 @@ def main() -> int:
     parser.add_argument("-i", "--inventory", default="inventories/lab/hosts.yml")
     parser.add_argument("-e", "--extra-vars", action="append", default=[])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dataset-mib", type=int, default=0, help="add this much data first")
     args = parser.parse_args()
     common = ["-i", args.inventory]
     for extra in args.extra_vars:
         common += ["-e", extra]
-    drill_times, plain_times = [], []
+    extra = add_dataset(common, args.dataset_mib) if args.dataset_mib else {}
+    drill_times, plain_times, rtos = [], [], []
     for _ in range(args.rounds):
-        took, result, standby = drill(common, keep=True)
+        took, result, standby, evidence = drill(common, True, extra)
         drill_times.append(took)
+        rtos.append(float(evidence.get("rto_s") or 0))
         plain_times.append(plain_extract(common, standby, result["cmd"]))
-    drill(common, keep=False)
+    drill(common, False, extra)
+    if args.dataset_mib:
+        adhoc(common, str(inventory_var(common, "dr_drill_source_host")), f"rm -rf {BENCH_DATA}")
     ratios = [d / p for d, p in zip(drill_times, plain_times, strict=True)]
     d_med, p_med = statistics.median(drill_times), statistics.median(plain_times)
     print(f"inventory: {args.inventory}  rounds: {args.rounds}  standby: {standby}")
@@ -133,6 +181,11 @@ def main() -> int:
     )
     print(
         f"ratio drill/plain   {d_med / p_med:.2f}  (per round {min(ratios):.2f}-{max(ratios):.2f})"
+    )
+    dataset = f"with {args.dataset_mib} MiB added" if args.dataset_mib else "the configured paths"
+    print(
+        f"RTO measured by the drill ({dataset}): median {statistics.median(rtos):.1f} s "
+        f"(min {min(rtos):.1f}, max {max(rtos):.1f})"
     )
     return 0
 
