@@ -48,13 +48,7 @@ def validate(config: Any, where: str) -> list[str]:
         return []
     if not isinstance(config, dict):
         return [f"{where}: notify must be a mapping (keys: {', '.join(KEYS)}), not {_kind(config)}"]
-    problems = []
-    unknown = [key for key in config if key not in KEYS]
-    if unknown:
-        problems.append(
-            f"{where}: notify has unknown key(s) {', '.join(sorted(map(str, unknown)))} "
-            f"(known: {', '.join(KEYS)})"
-        )
+    problems = _unknown_keys(config, KEYS, f"{where}: notify")
     events = config.get("on")
     if events is not None and (
         not isinstance(events, list) or not all(isinstance(e, str) for e in events)
@@ -78,18 +72,20 @@ def validate(config: Any, where: str) -> list[str]:
     return problems
 
 
+def _unknown_keys(config: dict, known: Any, what: str) -> list[str]:
+    unknown = [key for key in config if key not in known]
+    if not unknown:
+        return []
+    names = ", ".join(sorted(map(str, unknown)))
+    return [f"{what} has unknown key(s) {names} (known: {', '.join(known)})"]
+
+
 def _validate_email(email: Any, where: str) -> list[str]:
     if not isinstance(email, dict):
         return [f"{where}: notify.email must be a mapping ({', '.join(EMAIL_KEYS)})"]
     if not email.get("to"):
         return [f"{where}: notify.email needs at least `to`"]
-    problems = []
-    unknown = [key for key in email if key not in EMAIL_KEYS]
-    if unknown:
-        problems.append(
-            f"{where}: notify.email has unknown key(s) {', '.join(sorted(map(str, unknown)))} "
-            f"(known: {', '.join(EMAIL_KEYS)})"
-        )
+    problems = _unknown_keys(email, EMAIL_KEYS, f"{where}: notify.email")
     to = email["to"]
     if not (isinstance(to, str) or (isinstance(to, list) and all(isinstance(t, str) for t in to))):
         problems.append(f"{where}: notify.email.to must be an address or a list of addresses")

@@ -87,14 +87,19 @@ def test_a_good_file_loads(tmp_path):
     ],
 )
 def test_bad_files_say_file_line_and_what_is_wrong(tmp_path, change, line, message):
+    assert_load_error(tmp_path, change, line, message)
+
+
+def assert_load_error(tmp_path, change, line, message) -> None:
+    """GOOD with one change loads as an error naming the file, the line and the problem."""
     old, new = change
     assert old in GOOD
     path = write(tmp_path, GOOD.replace(old, new, 1))
     with pytest.raises(ScheduleError) as info:
         load(path)
     text = str(info.value)
-    assert f"{path}:{line}:" in text, text
-    assert message in text
+    assert f"{path}:{line}: " in text, text
+    assert message in text, text
 
 
 @pytest.mark.parametrize(
@@ -141,14 +146,7 @@ def test_bad_files_say_file_line_and_what_is_wrong(tmp_path, change, line, messa
 )
 def test_malformed_values_are_errors_not_crashes(tmp_path, change, line, message):
     """Each once crashed `techops schedule validate` (exit 250, a traceback) or loaded."""
-    old, new = change
-    assert old in GOOD
-    path = write(tmp_path, GOOD.replace(old, new, 1))
-    with pytest.raises(ScheduleError) as info:
-        load(path)
-    text = str(info.value)
-    assert f"{path}:{line}: " in text, text
-    assert message in text, text
+    assert_load_error(tmp_path, change, line, message)
 
 
 def test_an_invalid_window_is_the_only_error_of_the_jobs_that_use_it(tmp_path):
