@@ -178,4 +178,3 @@ def test_sshd_validation_refuses_the_drop_in_when_an_earlier_one_disables_the_co
         gw.run(f"rm -f {earlier}")
     assert refused.rc != 0
     assert "base_sshd_kbd_interactive_authentication: true" in refused.stderr
-
