@@ -220,12 +220,6 @@ def run_job(
         lock.release()
 
 
-def _already_fired(ledger: Ledger, job: str, due: datetime) -> str | None:
-    """The run that already fired this job for this due time (a scheduler restart, a
-    clock jump, or a timer and a scheduler both firing must not run it twice)."""
-    return _fired_run(_decisions_for(ledger, job, due))
-
-
 def _decisions_for(ledger: Ledger, job: str, due: datetime) -> list[Entry]:
     """The job's recorded decisions for this due time, oldest first. Due times are
     compared as instants, not as text: 02:30+01:00 on a spring-forward night and
@@ -246,7 +240,8 @@ def _decisions_for(ledger: Ledger, job: str, due: datetime) -> list[Entry]:
 
 
 def _fired_run(decisions: list[Entry]) -> str | None:
-    """The run of the first of these decisions that fired, if one did."""
+    """The run of the first of these decisions that fired, if one did (a scheduler
+    restart, a clock jump, or a timer and a scheduler both firing must not run it twice)."""
     for entry in decisions:
         if entry.body.get("action") == "fire":
             return entry.body.get("run_id") or "an earlier run"

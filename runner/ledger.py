@@ -111,6 +111,24 @@ def events_digest(row_hashes: Iterable[tuple[int, str]]) -> str:
 PRUNED = "ledger.pruned"
 
 
+class _Seals:
+    """What the chain says of stored events, gathered while `verify` walks it: each run's
+    sealed digest (from the entry carrying it) and the runs a tombstone pruned."""
+
+    def __init__(self) -> None:
+        self.sealed: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.pruned: set[str] = set()
+
+    def take(self, row: Any) -> None:
+        if '"events"' not in row.body and row.kind != PRUNED:
+            return
+        body = json.loads(row.body)
+        if row.kind == PRUNED:
+            self.pruned |= set(body.get("runs") or {})
+        elif isinstance(body.get("events"), dict) and body["events"].get("sha256"):
+            self.sealed[row.run_id] = (row.seq, body["events"])
+
+
 def entry_hash(seq: int, prev_hash: str, kind: str, run_id: str, created: str, body: str) -> str:
     material = canonical([seq, prev_hash, kind, run_id, created, body])
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
@@ -315,8 +333,10 @@ class Ledger:
         expected_seq = 1
         problem: Problem | None = None
         hashes: dict[int, str] = {}
+        seals = _Seals()
         query = sa.select(entries).order_by(entries.c.seq)
         for row in self._guard("read", lambda: self._fetch(query)):
+            seals.take(row)
             count += 1
             if problem:
                 continue
@@ -346,7 +366,7 @@ class Ledger:
             expected_seq += 1
         head_seq = expected_seq - 1
         if problem is None:
-            problem = self._verify_events()
+            problem = self._verify_events(seals)
         checked = 0
         stored = [
             dict(r._mapping)
@@ -379,22 +399,9 @@ class Ledger:
                 )
         return Verification(count, prev, head_seq, problem, checked)
 
-    def _verify_events(self) -> Problem | None:
+    def _verify_events(self, seals: _Seals) -> Problem | None:
         """Each sealed run's stored events still hash to the digest its entry carries,
         unless a tombstone says they were pruned."""
-        sealed: dict[str, tuple[int, dict[str, Any]]] = {}
-        pruned: set[str] = set()
-        query = sa.select(entries.c.seq, entries.c.kind, entries.c.run_id, entries.c.body).order_by(
-            entries.c.seq
-        )
-        for row in self._guard("read", lambda: self._fetch(query)):
-            if '"events"' not in row.body and row.kind != PRUNED:
-                continue
-            body = json.loads(row.body)
-            if row.kind == PRUNED:
-                pruned |= set(body.get("runs") or {})
-            elif isinstance(body.get("events"), dict) and body["events"].get("sha256"):
-                sealed[row.run_id] = (row.seq, body["events"])
         stored: dict[str, list[tuple[int, str]]] = {}
         rows = sa.select(
             events.c.run_id, events.c.counter, events.c.event, events.c.host, events.c.data
@@ -403,8 +410,8 @@ class Ledger:
             stored.setdefault(row.run_id, []).append(
                 (row.counter, event_row_hash(row.counter, row.event, row.host, row.data))
             )
-        for run_id, (seq, seal) in sealed.items():
-            if run_id in pruned:
+        for run_id, (seq, seal) in seals.sealed.items():
+            if run_id in seals.pruned:
                 continue
             found = stored.get(run_id, [])
             if len(found) != seal.get("count") or events_digest(found) != seal["sha256"]:

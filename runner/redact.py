@@ -49,6 +49,7 @@ class Redactor:
     def __init__(self, secret_values: Iterable[str] = ()) -> None:
         self.values: list[str] = []
         self._pattern: re.Pattern[str] | None = None
+        self._learned_from: dict[str, Any] | None = None
         self.learn(secret_values)
 
     def learn(self, values: Iterable[str]) -> bool:
@@ -99,7 +100,12 @@ class Redactor:
         return value
 
     def learn_from(self, event: dict[str, Any]) -> None:
-        """Learn the values a task's result carries under secret-looking names."""
+        """Learn the values a task's result carries under secret-looking names. The
+        progress display and the recorder share one redactor and both call this for each
+        event: the second call for the same event does nothing."""
+        if event is self._learned_from:
+            return
+        self._learned_from = event
         res = (event.get("event_data") or {}).get("res")
         if isinstance(res, dict) and not res.get("_ansible_no_log"):
             self.learn(returned_secrets(res))

@@ -245,18 +245,29 @@ def check_inventory_file(path: Path, shown: str) -> None:
     try:
         data = yaml.load(text, Loader=InventoryYamlLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "malformed"
         raise UserError(
-            f"inventory {shown}{at}: not valid YAML ({problem})", exit_code=RC_ERROR
+            f"inventory {shown}{_yaml_position(exc)}: not valid YAML ({problem})",
+            exit_code=RC_ERROR,
         ) from None
     if not isinstance(data, dict) or not data:
-        found = "an empty file" if data is None else f"a {type(data).__name__}"
+        found = (
+            "an empty file"
+            if data is None
+            else "an empty mapping"
+            if data == {}
+            else f"a {type(data).__name__}"
+        )
         raise UserError(
             f"inventory {shown}: expected a mapping of groups (all: {{hosts: …}}), found {found}",
             exit_code=RC_ERROR,
         )
+
+
+def _yaml_position(exc: yaml.YAMLError) -> str:
+    """ " at line L, column C" of a YAML error, when the parser knows where it was."""
+    mark = getattr(exc, "problem_mark", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
 
 
 def parse_extravars(values: Sequence[str]) -> dict[str, Any]:
@@ -290,9 +301,9 @@ def parse_extravars(values: Sequence[str]) -> dict[str, Any]:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise UserError(f"malformed extra vars in {where}{at}: not valid YAML/JSON") from None
+            raise UserError(
+                f"malformed extra vars in {where}{_yaml_position(exc)}: not valid YAML/JSON"
+            ) from None
         if not isinstance(data, dict):
             raise UserError(f"extra vars in {where} must be a mapping of names to values")
         merged.update(data)
