@@ -23,17 +23,11 @@ prepare step writes), and a first backup made.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
 import shlex
 import statistics
-import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from benchlib import adhoc, evidence, inventory_var, playbook, seconds
+
 RESTORE_TASK = "Restore the files from the latest archive"
 DRILL_DIR = "/var/lib/techops-dr-drill"
 # Inside the drill's own directory: the final drill's cleanup removes it whatever happens.
@@ -41,56 +35,17 @@ SCRATCH = f"{DRILL_DIR}/bench-restore"
 BENCH_DATA = "/srv/techops-bench"
 
 
-def ansible_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-            "ANSIBLE_HOST_KEY_CHECKING": "false",
-            # Fresh facts every run: a cache could hold an earlier instance's host keys.
-            "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.memory",
-            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        }
-    )
-    return env
-
-
-def seconds(duration: dict) -> float:
-    start = datetime.datetime.fromisoformat(duration["start"].replace("Z", "+00:00"))
-    end = datetime.datetime.fromisoformat(duration["end"].replace("Z", "+00:00"))
-    return (end - start).total_seconds()
-
-
-def playbook(common: list[str], name: str, extra: dict) -> dict:
-    """Run a playbook with the JSON callback; its parsed record (custom stats included)."""
-    argv = [str(BIN / "ansible-playbook"), *common, "-e", json.dumps(extra), name]
-    env = ansible_env()
-    env["ANSIBLE_SHOW_CUSTOM_STATS"] = "true"
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        sys.exit(f"bench: {name} failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}")
-    return json.loads(proc.stdout[proc.stdout.index("{") :])
-
-
 def drill(common: list[str], keep: bool, extra: dict) -> tuple[float, dict, str, dict]:
     """Run the drill; return its restore task's wall time, its task result, the standby
     and the drill evidence the role published."""
     events = playbook(common, "playbooks/dr_drill.yml", {**extra, "dr_drill_keep": keep})
-    evidence = next(
-        (
-            per_host["techops_evidence"]["drill"]
-            for per_host in (events.get("custom_stats") or {}).values()
-            if isinstance(per_host, dict) and "drill" in per_host.get("techops_evidence", {})
-        ),
-        {},
-    )
+    drilled = next(iter(evidence(events, "drill").values()), {})
     for play in events["plays"]:
         for task in play["tasks"]:
             if task["task"]["name"].endswith(RESTORE_TASK):
                 standby, result = next(iter(task["hosts"].items()))
-                return seconds(task["task"]["duration"]), result, standby, evidence
-    sys.exit(f"bench: no '{RESTORE_TASK}' task in the drill's events")
+                return seconds(task["task"]["duration"]), result, standby, drilled
+    raise SystemExit(f"bench: no '{RESTORE_TASK}' task in the drill's events")
 
 
 def add_dataset(common: list[str], mib: int) -> dict:
@@ -100,33 +55,13 @@ def add_dataset(common: list[str], mib: int) -> dict:
     paths = inventory_var(common, "backup_paths", source)
     restored = inventory_var(common, "dr_drill_paths", source)
     script = f"mkdir -p {BENCH_DATA} && head -c {mib}M /dev/urandom > {BENCH_DATA}/dataset.bin"
-    adhoc(common, source, script)
+    adhoc(common, source, "ansible.builtin.shell", script, become=True)
     extra = {
         "backup_paths": [*paths, BENCH_DATA],
         "dr_drill_paths": [*restored, BENCH_DATA.lstrip("/")],
     }
     playbook(common, "playbooks/backup.yml", {**extra, "backup_run_now": True})
     return extra
-
-
-def inventory_var(common: list[str], name: str, host: str = "all") -> object:
-    argv = [str(BIN / "ansible"), *common, host, "-m", "ansible.builtin.debug", "-a", f"var={name}"]
-    env = ansible_env()
-    env["ANSIBLE_LOAD_CALLBACK_PLUGINS"] = "true"
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
-    record = json.loads(proc.stdout[proc.stdout.index("{") :])
-    return next(iter(record["plays"][0]["tasks"][0]["hosts"].values()))[name]
-
-
-def adhoc(common: list[str], host: str, script: str) -> dict:
-    argv = [str(BIN / "ansible"), *common, host, "-b", "-m", "ansible.builtin.shell", "-a", script]
-    env = ansible_env()
-    env["ANSIBLE_LOAD_CALLBACK_PLUGINS"] = "true"
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        sys.exit(f"bench: `{script}` on {host} failed:\n{proc.stdout[-3000:]}")
-    record = json.loads(proc.stdout[proc.stdout.index("{") :])
-    return next(iter(record["plays"][0]["tasks"][0]["hosts"].values()))
 
 
 def plain_extract(common: list[str], standby: str, restore_argv: list[str]) -> float:
@@ -144,7 +79,13 @@ def plain_extract(common: list[str], standby: str, restore_argv: list[str]) -> f
         f"rm -rf {SCRATCH} && mkdir -p {SCRATCH} && cd {SCRATCH} && "
         f"{exports} {shlex.join(restore_argv)} && rm -rf {SCRATCH}"
     )
-    h, m, s = adhoc(common, standby, script)["delta"].split(":")
+    result = adhoc(common, standby, "ansible.builtin.shell", script, become=True)
+    return delta_s(result["delta"])
+
+
+def delta_s(delta: str) -> float:
+    """Seconds in a command result's delta (H:MM:SS.ffffff)."""
+    h, m, s = delta.split(":")
     return int(h) * 3600 + int(m) * 60 + float(s)
 
 
@@ -162,21 +103,27 @@ def main() -> int:
     # One untimed drill first: the first read of a new archive (the server's page cache,
     # the standby's borg cache) would otherwise always fall on the drill's side.
     drill(common, True, extra)
-    drill_times, plain_times, rtos = [], [], []
+    drill_times, plain_times, rtos, inside = [], [], [], []
     for _ in range(args.rounds):
-        took, result, standby, evidence = drill(common, True, extra)
+        took, result, standby, drilled = drill(common, True, extra)
         drill_times.append(took)
-        rtos.append(float(evidence.get("rto_s") or 0))
+        inside.append(delta_s(result["delta"]))
+        rtos.append(float(drilled.get("rto_s") or 0))
         plain_times.append(plain_extract(common, standby, result["cmd"]))
     drill(common, False, extra)
     if args.dataset_mib:
-        adhoc(common, str(inventory_var(common, "dr_drill_source_host")), f"rm -rf {BENCH_DATA}")
+        source = str(inventory_var(common, "dr_drill_source_host"))
+        adhoc(common, source, "ansible.builtin.shell", f"rm -rf {BENCH_DATA}", become=True)
     ratios = [d / p for d, p in zip(drill_times, plain_times, strict=True)]
     d_med, p_med = statistics.median(drill_times), statistics.median(plain_times)
     print(f"inventory: {args.inventory}  rounds: {args.rounds}  standby: {standby}")
     print(
         f"drill restore step  median {d_med:.2f} s  "
         f"(min {min(drill_times):.2f}, max {max(drill_times):.2f})"
+    )
+    print(
+        f"  of which borg     median {statistics.median(inside):.2f} s  "
+        f"(the command's own time inside the task; the rest is Ansible's)"
     )
     print(
         f"plain borg extract  median {p_med:.2f} s  "
