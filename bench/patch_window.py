@@ -58,10 +58,9 @@ def patch_run(common: list[str], reboot: str, serial: int, canary: int) -> dict:
                 "reboot_wait": waited,
             }
         )
-    reboots = [
-        float(e["reboot_s"]) for e in evidence(record, "patch").values() if e.get("reboot_s")
-    ]
-    rebooted = sum(1 for e in evidence(record, "patch").values() if e.get("rebooted"))
+    patched = evidence(record, "patch").values()
+    reboots = [float(e["reboot_s"]) for e in patched if e.get("reboot_s")]
+    rebooted = sum(1 for e in patched if e.get("rebooted"))
     return {
         "wall": wall,
         "batches": batches,
