@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# The repository's callback plugins, relative to its root (ansible.cfg's callback_plugins).
+# ansible-runner replaces that setting with its own directory, so runs name it again.
+CALLBACK_PLUGINS = "plugins/callback"
+
 
 def repo_root() -> Path:
     """The repository root: TECHOPS_ROOT if set, else the checkout this package sits in."""

@@ -39,7 +39,7 @@ from typing import Any
 import yaml
 
 from runner.errors import UserError
-from runner.paths import inventory_files, repo_root, state_dir
+from runner.paths import CALLBACK_PLUGINS, inventory_files, repo_root, state_dir
 
 # What a job needs of the repository on the node; never the virtualenv, git or state.
 PROJECT_PARTS = (
@@ -181,6 +181,9 @@ def transmit_kwargs(request: Any, staging: Path, playbook: str, inventory: str) 
     else:
         kwargs["inventory"] = inventory.replace(str(staging) + "/", "")
     kwargs.update(private_data_dir=str(staging), playbook=playbook)
+    # The node's ansible-runner runs in the staged project, and its own callback directory
+    # hides ansible.cfg's callback_plugins as it does here: name ours relative to the project.
+    kwargs["envvars"] = {"ANSIBLE_CALLBACK_PLUGINS": CALLBACK_PLUGINS}
     return kwargs
 
 

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import yaml
 
 from runner.errors import UserError
-from runner.paths import repo_root, state_dir
+from runner.paths import CALLBACK_PLUGINS, repo_root, state_dir
 
 # ansible-playbook's own exit codes, kept so that scripts written for it keep working.
 RC_OK = 0
@@ -92,6 +92,9 @@ class RunRequest:
             # ansible.cfg: there it would break ansible-lint and any plain run before
             # `techops lab up` has written the default inventory.)
             "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true",
+            # ansible-runner sets ANSIBLE_CALLBACK_PLUGINS to its own directory, which hides
+            # ansible.cfg's callback_plugins: name ours here too (ansible-runner appends its own).
+            "ANSIBLE_CALLBACK_PLUGINS": str(root / CALLBACK_PLUGINS),
         }
         if self.fast:
             envvars.update(mitogen_settings())

@@ -1,5 +1,6 @@
 # -*- coding: utf-8 -*-
-"""Reading apt and dpkg state on Debian hosts, shared by apt_pending_updates and reboot_required.
+"""Reading apt and dpkg state on Debian hosts, shared by apt_pending_updates,
+reboot_required and dpkg_installed.
 
 The functions that parse command output are pure (text in, data out) so that they are
 unit-tested on captured output (tests/unit/test_patch_modules.py). apt's own output is
@@ -107,6 +108,79 @@ def parse_dpkg_query(text: str) -> dict:
         if status[:2] in ("ii", "hi") and name not in versions:
             versions[name] = version
     return versions
+
+
+# The dpkg-query format dpkg_installed reads: status, name, architecture, version.
+DPKG_STATUS_FORMAT = "${db:Status-Abbrev}\t${Package}\t${Architecture}\t${Version}\n"
+
+
+def parse_package_spec(spec: str) -> dict:
+    """One package as apt takes it: NAME, NAME:ARCH or NAME=VERSION (or NAME:ARCH=VERSION).
+
+    Raises ValueError for what dpkg cannot answer exactly: empty names, version ranges
+    (>=, <<) and wildcards.
+    """
+    text = spec.strip()
+    name, eq, version = text.partition("=")
+    if not name or (eq and not version) or any(c in text for c in "<>*?[] \t"):
+        raise ValueError(
+            f"'{spec}' is not NAME, NAME:ARCH or NAME=VERSION "
+            "(version ranges and wildcards cannot be checked against dpkg exactly)"
+        )
+    name, colon, arch = name.partition(":")
+    if colon and not arch:
+        raise ValueError(f"'{spec}' names no architecture after ':'")
+    return {"spec": spec, "name": name, "arch": arch or None, "version": version or None}
+
+
+def parse_dpkg_status(text: str) -> list:
+    """dpkg-query's lines in DPKG_STATUS_FORMAT: [{name, arch, version, installed}].
+
+    A package counts as installed when dpkg's wanted state is install or hold and its
+    status is installed (`ii`, `hi`), without an error flag.
+    """
+    rows = []
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) != 4:
+            continue
+        status, name, arch, version = parts
+        installed = status[:2] in ("ii", "hi") and status[2:].strip() == ""
+        rows.append(
+            {
+                "name": name.strip(),
+                "arch": arch.strip(),
+                "version": version.strip(),
+                "installed": installed,
+            }
+        )
+    return rows
+
+
+def installed_and_missing(specs: list, rows: list) -> tuple:
+    """Which of the wanted packages (parsed specs) dpkg has at the wanted state.
+
+    Returns ({spec: installed version}, [specs missing]). A spec with a version counts as
+    installed only at that version; one without an architecture matches any architecture.
+    """
+    installed, missing = {}, []
+    for want in specs:
+        match = next(
+            (
+                row
+                for row in rows
+                if row["installed"]
+                and row["name"] == want["name"]
+                and want["arch"] in (None, row["arch"])
+                and want["version"] in (None, row["version"])
+            ),
+            None,
+        )
+        if match:
+            installed[want["spec"]] = match["version"]
+        else:
+            missing.append(want["spec"])
+    return installed, missing
 
 
 def pending_updates(simulated: list, held, exclude=(), security_patterns=DEFAULT_SECURITY_PATTERNS):

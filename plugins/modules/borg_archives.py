@@ -14,6 +14,8 @@ description:
   - Runs C(borg list --json) on a repository (local path or C(ssh://) URL) and returns its
     archives oldest first, with times in ISO 8601 with an offset.
   - Optionally runs C(borg info --json) on the latest archive for its file count and sizes.
+  - With I(missing_ok), a repository that does not exist yet is an answer (RV(exists) false),
+    not an error, so one call both finds the repository and reads its archives.
   - Only reads; the repository is never changed.
 version_added: "1.0.0"
 author:
@@ -47,6 +49,13 @@ options:
     description: Also read the latest archive's statistics (one more borg call).
     type: bool
     default: true
+  missing_ok:
+    description:
+      - Return RV(exists) false, with no archives, when borg says the repository does not
+        exist, instead of failing.
+      - An unreachable server or a refused key still fails.
+    type: bool
+    default: false
   lock_wait:
     description: Seconds to wait for the repository lock.
     type: int
@@ -78,6 +87,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+exists:
+  description: Whether the repository exists (always true without I(missing_ok)).
+  returned: always
+  type: bool
+  sample: true
 archives:
   description: Every archive, oldest first.
   returned: always
@@ -130,10 +144,22 @@ def borg_env(params):
     return env
 
 
-def run_borg(module, args):
+def repository_missing(rc, err):
+    """Whether borg failed only because the repository does not exist yet.
+
+    borg exits 2 both for a missing repository and for an unreachable server; its message
+    tells them apart ("Repository PATH does not exist.").
+    """
+    return rc == 2 and "does not exist" in err
+
+
+def run_borg(module, args, missing_ok=False):
+    """borg's stdout; None when missing_ok and the repository does not exist."""
     params = module.params
     command = [params["borg"], "--lock-wait", str(params["lock_wait"]), *args]
     rc, out, err = module.run_command(command, environ_update=borg_env(params))
+    if missing_ok and repository_missing(rc, err):
+        return None
     if rc != 0:
         module.fail_json(
             msg="borg %s failed (rc %d) on %s: %s"
@@ -154,6 +180,7 @@ def main():
             "base_dir": {"type": "path"},
             "prefix": {"type": "str", "default": ""},
             "latest_info": {"type": "bool", "default": True},
+            "missing_ok": {"type": "bool", "default": False},
             "lock_wait": {"type": "int", "default": 60},
             "borg": {"type": "path", "default": "borg"},
         },
@@ -164,8 +191,11 @@ def main():
     if params["base_dir"] and not os.path.isdir(params["base_dir"]):
         os.makedirs(params["base_dir"], 0o700)
     repo = params["repository"]
+    listed = run_borg(module, ["list", "--json", repo], missing_ok=params["missing_ok"])
+    if listed is None:
+        module.exit_json(changed=False, exists=False, archives=[], count=0, latest={})
     try:
-        archives = archives_from_list_json(run_borg(module, ["list", "--json", repo]))
+        archives = archives_from_list_json(listed)
     except ValueError as exc:
         module.fail_json(msg="Cannot read the archive list of %s: %s" % (repo, exc))
     latest = latest_archive(archives, params["prefix"])
@@ -174,7 +204,9 @@ def main():
         if params["latest_info"]:
             info = run_borg(module, ["info", "--json", "%s::%s" % (repo, latest["name"])])
             latest.update(archive_stats_from_info_json(info))
-    module.exit_json(changed=False, archives=archives, count=len(archives), latest=latest or {})
+    module.exit_json(
+        changed=False, exists=True, archives=archives, count=len(archives), latest=latest or {}
+    )
 
 
 if __name__ == "__main__":
