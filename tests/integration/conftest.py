@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -31,6 +32,15 @@ def techops(
             f"techops {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+def ansible_output(run_id: str) -> str:
+    """What ansible-playbook itself printed in a run (its warnings included): the stdout of
+    every event in the run's kept artifacts, local or returned by a node."""
+    events = REPO / ".techops" / "runs" / run_id / "artifacts" / run_id / "job_events"
+    files = sorted(events.glob("*.json"), key=lambda f: int(f.name.split("-", 1)[0]))
+    assert files, f"no events kept for run {run_id} in {events}"
+    return "\n".join(json.loads(f.read_text()).get("stdout", "") for f in files)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 
 from runner.remote import Node, load_nodes
 
-from .conftest import techops
+from .conftest import ansible_output, techops
 
 
 def test_a_run_on_the_node_comes_back_and_is_recorded_like_a_local_one(execution_node, tmp_path):
@@ -28,6 +28,8 @@ def test_a_run_on_the_node_comes_back_and_is_recorded_like_a_local_one(execution
     )
     assert remote.returncode == 0, remote.stdout[-2000:] + remote.stderr[-2000:]
     assert "TASK [Read the executing machine's name] 1/1 hosts" in remote.stderr
+    # The node finds the repository's callback plugins in the staged project.
+    assert "Skipping callback plugin" not in ansible_output(json.loads(remote.stdout)["run_id"])
     local = techops(
         "run", "tests/fixtures/playbooks/node_probe.yml", "-i", "probe,", "--json", env=env
     )

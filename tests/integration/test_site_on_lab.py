@@ -7,7 +7,7 @@ import subprocess
 
 import yaml
 
-from .conftest import LAB, techops
+from .conftest import LAB, ansible_output, techops
 
 
 def _outcome(proc) -> dict:
@@ -41,6 +41,9 @@ def test_site_converges_then_changes_nothing(lab_inventory):
     assert changed == {}, f"second run of site.yml changed something: {changed}"
     # Live progress reached the terminal stream, with hosts done of total.
     assert "5/5 hosts" in second.stderr
+    # The repository's callback (ansible.cfg) is found although ansible-runner sets its own
+    # callback directory: Ansible warns when an enabled callback cannot be loaded.
+    assert "Skipping callback plugin" not in ansible_output(_outcome(second)["run_id"])
     # site.yml prints no secret, so nothing on the terminal may be redacted: a redaction
     # there would be an ordinary word or host name hidden by mistake (as once happened to
     # "backup", an account name in the getent_passwd fact).
