@@ -2,11 +2,13 @@
 through plain `ansible-playbook` and through `techops run`, alternating:
 
   (a) Ansible's defaults: only the paths to our roles and plugins are set;
-  (b) the repository's ansible.cfg (pipelining, ControlPersist, fact cache, forks);
+  (b) the repository's ansible.cfg (pipelining, ControlPersist, fact cache, forks, the
+      Jinja plugin preload callback);
   (c) the repository's ansible.cfg plus mitogen's strategy (`techops run --fast`).
 
-Prints the median wall time of each and its ratio to (a) through ansible-playbook, with
-the spread (min-max) of the rounds.
+Prints, as median (min-max) over the rounds: the wall time of each, its speed-up against
+(a) through ansible-playbook, and techops run's cost against ansible-playbook under the
+same settings. Ratios are taken within each round, whose runs are side by side.
 
     .venv/bin/python bench/site_speed.py [--rounds 3] [-i inventories/lab/hosts.yml]
 
@@ -47,6 +49,38 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
     return took
 
 
+def spread(values: list[float], digits: int = 1, unit: str = "") -> str:
+    """`median (min-max)` of a list of figures."""
+    fmt = f"{{:.{digits}f}}{unit}"
+    return (
+        f"{fmt.format(statistics.median(values))} "
+        f"({fmt.format(min(values))}-{fmt.format(max(values))})"
+    )
+
+
+def report(times: dict[str, list[float]]) -> str:
+    """The table of a run: each configuration's wall time, its speed-up against (a) through
+    ansible-playbook, and the wrapper's cost (techops run against ansible-playbook under the
+    same settings). Ratios are taken round by round (the runs of one round are side by
+    side), then summarised as median (min-max) over the rounds."""
+    reference = times["a ansible-playbook"]
+    lines = [
+        f"{'configuration':<22}{'wall s, median (min-max)':>28}"
+        f"{'speed-up vs (a)':>22}{'techops / plain':>20}"
+    ]
+    for name, values in times.items():
+        speedup = [a / x for a, x in zip(reference, values, strict=True)]
+        config, _, entry = name.partition(" ")
+        plain = times[f"{config} ansible-playbook"]
+        wrapper = (
+            spread([w / p for w, p in zip(values, plain, strict=True)], 2, "x")
+            if entry == "techops run"
+            else ""
+        )
+        lines.append(f"{name:<22}{spread(values):>28}{spread(speedup, 2, 'x'):>22}{wrapper:>20}")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -80,15 +114,8 @@ def main() -> int:
                 times.setdefault(f"{name} ansible-playbook", []).append(timed(plain, env))
                 argv = wrapped + (["--fast"] if name == "c" else [])
                 times.setdefault(f"{name} techops run", []).append(timed(argv, env))
-    reference = statistics.median(times["a ansible-playbook"])
     print(f"playbook {args.playbook} on {args.inventory}, {args.rounds} round(s), alternating")
-    print(f"{'configuration':<28}{'median s':>10}{'min-max s':>16}{'speed-up vs (a)':>18}")
-    for name, values in times.items():
-        median = statistics.median(values)
-        print(
-            f"{name:<28}{median:>10.1f}{f'{min(values):.1f}-{max(values):.1f}':>16}"
-            f"{reference / median:>17.2f}x"
-        )
+    print(report(times))
     return 0
 
 
