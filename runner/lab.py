@@ -435,8 +435,10 @@ def forget_facts(hostname: str) -> None:
     """A new container is a new machine: drop facts cached for its name (SSH host keys,
     addresses), from ansible.cfg's cache and from the runner's per-inventory caches."""
     facts = state_dir() / "facts"
-    for cached in [facts / hostname, *facts.glob(f"*/{hostname}")]:
-        if cached.is_file():
+    # ansible-core 2.19 names a host's file s<schema>_<host> (s1_app1); older ones <host>.
+    own_name = re.compile(rf"(s\d+_)?{re.escape(hostname)}")
+    for cached in [*facts.glob("*"), *facts.glob("*/*")]:
+        if own_name.fullmatch(cached.name) and cached.is_file():
             cached.unlink()
 
 

@@ -114,9 +114,12 @@ def test_a_new_container_forgets_the_facts_cached_for_its_name(tmp_path, monkeyp
     runner_cache.mkdir(parents=True)
     plain_cache = runner_cache.parent
     for directory in (plain_cache, runner_cache):
-        (directory / "app1").write_text("{}")
-        (directory / "app2").write_text("{}")
+        # ansible-core 2.19 writes s1_<host>; earlier versions <host>.
+        for name in ("app1", "s1_app1", "app2", "s1_app2", "s1_app10"):
+            (directory / name).write_text("{}")
     lab.forget_facts("app1")
-    assert not (plain_cache / "app1").exists() and not (runner_cache / "app1").exists()
-    assert (plain_cache / "app2").exists() and (runner_cache / "app2").exists()
+    for directory in (plain_cache, runner_cache):
+        assert not (directory / "app1").exists() and not (directory / "s1_app1").exists()
+        assert (directory / "app2").exists() and (directory / "s1_app2").exists()
+        assert (directory / "s1_app10").exists()
     assert fact_cache_dir("a.yml") != fact_cache_dir("b.yml")
