@@ -13,8 +13,9 @@ description:
     (ansible-core's, the site's C(filter_plugins)), because the controller process, whose
     memory the worker inherits, has not loaded them. On a 2-core controller that repeated
     loading is a measurable share of an idempotent run's CPU.
-  - This callback makes the controller load them at the start of every play and task
-    (a no-op once loaded), so that every worker inherits them already loaded.
+  - This callback makes the controller load them at the start of every task and handler
+    (a no-op once loaded), before that task's workers fork, so that every worker inherits
+    them already loaded.
   - It changes no result and prints nothing. Enabled in the repository's ansible.cfg.
 author:
   - TechOps
@@ -36,9 +37,6 @@ class CallbackModule(CallbackBase):
         for loader in (filter_loader, test_loader):
             for _ in loader.all():
                 pass
-
-    def v2_playbook_on_play_start(self, play) -> None:
-        self._preload()
 
     def v2_playbook_on_task_start(self, task, is_conditional) -> None:
         self._preload()

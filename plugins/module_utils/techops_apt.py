@@ -39,6 +39,9 @@ APT_LOCKS = (
 
 DEFAULT_SECURITY_PATTERNS = ("Debian-Security", "*-security")
 
+# apt's and dpkg's messages in English, whatever the host's locale: the modules read them.
+C_ENV = {"LANG": "C", "LC_ALL": "C", "LANGUAGE": ""}
+
 
 def parse_release(text: str) -> dict:
     """One release of an Inst line: {origin, version, archive}."""

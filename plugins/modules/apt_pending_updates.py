@@ -126,15 +126,13 @@ installed_versions:
 # Ansible's module layout: the documentation strings come first, then the imports.
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.techops_apt import (  # noqa: E402
+    C_ENV,
     parse_dpkg_query,
     parse_lines,
     parse_simulation,
     pending_updates,
     wait_for_locks,
 )
-
-# apt's messages in English, whatever the host's locale: the parser reads them.
-C_ENV = {"LANG": "C", "LC_ALL": "C", "LANGUAGE": ""}
 
 
 def run(module, args):

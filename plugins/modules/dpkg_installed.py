@@ -73,13 +73,12 @@ missing:
 # Ansible's module layout: the documentation strings come first, then the imports.
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.techops_apt import (  # noqa: E402
+    C_ENV,
     DPKG_STATUS_FORMAT,
     installed_and_missing,
     parse_dpkg_status,
     parse_package_spec,
 )
-
-C_ENV = {"LANG": "C", "LC_ALL": "C", "LANGUAGE": ""}
 
 
 def main():
