@@ -138,8 +138,8 @@ def measured(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
 
 
 def report_time(run_id: str, ledger: str) -> float:
-    from runner.ledger import Ledger
-    from runner.reports import run_report
+    from runner.ledger.store import Ledger
+    from runner.reports.run import run_report
 
     opened = Ledger.open(ledger)
     start = time.perf_counter()
@@ -179,8 +179,8 @@ def main() -> int:
                 wrapped += ["-f", str(forks), "--ledger", ledger]
                 plain_s, _ = measured([*plain, str(work / "fleet.yml")], env)
                 wrapped_s, peak = measured(wrapped, env)
-                from runner.ledger import Ledger
-                from runner.reports import load_runs
+                from runner.ledger.store import Ledger
+                from runner.reports.model import load_runs
 
                 opened = Ledger.open(ledger)
                 (run_id,) = load_runs(opened)

@@ -22,10 +22,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runner.ledger import Ledger
-from runner.recorder import Recorder
-from runner.reports import run_report
-from runner.run import RunRequest, RunResult
+from runner.execution.request import RunRequest, RunResult
+from runner.ledger.recorder import Recorder
+from runner.ledger.store import Ledger
+from runner.reports.run import run_report
 
 
 def synthetic_events(hosts: int, tasks: int) -> list[dict]:

@@ -97,7 +97,7 @@ def main() -> int:
             PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             TECHOPS_LEDGER=f"sqlite:///{Path(tmp) / 'ledger.sqlite3'}",
         )
-        from runner.run import mitogen_settings
+        from runner.execution.request import mitogen_settings
 
         configs = {
             "a": {"ANSIBLE_CONFIG": str(defaults), "TECHOPS_ANSIBLE_CONFIG": str(defaults)},

@@ -41,7 +41,7 @@ def ledger_url(request, tmp_path):
         pytest.skip("TECHOPS_TEST_PG_URL is not set: scripts/test starts PostgreSQL for this")
     import sqlalchemy as sa
 
-    from runner.ledger import metadata
+    from runner.ledger.store import metadata
 
     engine = sa.create_engine(sa.engine.make_url(PG_URL).set(drivername="postgresql+psycopg"))
     metadata.drop_all(engine)
@@ -180,7 +180,7 @@ def test_a_real_run_is_recorded_reported_and_free_of_secrets(
         leftovers.append(
             techops("report", run_id, "--format", "json", "--ledger", ledger_url).stdout
         )
-        from runner.ledger import Ledger
+        from runner.ledger.store import Ledger
 
         leftovers.append(json.dumps(Ledger.open(ledger_url).run_events(run_id)))
     blob = b"".join(p.read_bytes() for p in files) + "".join(leftovers).encode()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.remote import Node, load_nodes
+from runner.execution.remote import Node, load_nodes
 
 from .conftest import ansible_output, techops
 

@@ -110,7 +110,7 @@ def env(lab_inventory, tmp_path, hook):
 
 
 def decisions(env) -> list[dict]:
-    from runner.ledger import Ledger
+    from runner.ledger.store import Ledger
 
     ledger = Ledger.open(env["TECHOPS_LEDGER"])
     return [e.body for e in ledger.entries(kinds=["schedule.decision"])]

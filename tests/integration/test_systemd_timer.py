@@ -87,8 +87,8 @@ def test_a_rendered_timer_fires_the_job_through_the_gate(execution_node, tmp_pat
         assert runs[0]["end"]["evidence"]["probe"]["node"]["ran_on"] == "backup1"
         ledger = in_container(
             f"cd {ROOT} && TECHOPS_ROOT={ROOT} {NODE_VENV}/bin/python -c "
-            '"from runner.launch import decisions, ledger_url; '
-            "from runner.ledger import Ledger; import json; "
+            '"from runner.scheduling.jobs import decisions; '
+            "from runner.ledger.store import Ledger, ledger_url; import json; "
             'print(json.dumps(decisions(Ledger.open(ledger_url()))))"'
         )
         made = json.loads(ledger.stdout)

@@ -11,7 +11,7 @@ import os
 import pytest
 import sqlalchemy as sa
 
-from runner import ledger as ledger_mod
+from runner.ledger import store as ledger_mod
 
 PG_URL = os.environ.get("TECHOPS_TEST_PG_URL")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from runner.ledger import Ledger, entries
+from runner.ledger.store import Ledger, entries
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -87,7 +87,7 @@ def test_a_bad_date_is_one_clear_error():
 
 
 def _ledger_with_a_drill(tmp_path) -> str:
-    from runner.ledger import Ledger
+    from runner.ledger.store import Ledger
     from tests.unit.test_reports import add_drill, add_run
 
     url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"

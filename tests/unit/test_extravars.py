@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from runner.errors import UserError
-from runner.run import parse_extravars
+from runner.core.errors import UserError
+from runner.execution.request import parse_extravars
 
 
 def test_key_value_pairs_merge_in_order():

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from runner.errors import UserError
-from runner.run import resolve_inventory
+from runner.core.errors import UserError
+from runner.core.inventory import resolve_inventory
 
 
 def test_a_valid_yaml_inventory_is_accepted(tmp_path):

@@ -55,6 +55,6 @@ def test_ansible_cfg_enables_it_from_the_repository():
 
 
 def test_techops_run_names_the_callback_directory_for_ansible_runner():
-    from runner.paths import CALLBACK_PLUGINS
+    from runner.core.paths import CALLBACK_PLUGINS
 
     assert (REPO / CALLBACK_PLUGINS / "jinja_plugins_preload.py").is_file()

@@ -10,9 +10,9 @@ import subprocess
 import pytest
 import sqlalchemy as sa
 
-from runner import ledger as ledger_mod
-from runner.errors import UserError
-from runner.ledger import Ledger, entries, generate_keypair
+from runner.core.errors import UserError
+from runner.ledger import store as ledger_mod
+from runner.ledger.store import Ledger, entries, generate_keypair
 
 
 def fill(ledger: Ledger, n: int = 6) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from runner import locks
-from runner.errors import UserError
+from runner.core import inventory as inventories
+from runner.core.errors import UserError
+from runner.execution import locks
 
 INVENTORY = """\
 all:
@@ -49,9 +50,9 @@ def inventory(tmp_path):
     ],
 )
 def test_fast_path_matches_ansible(inventory, limit, monkeypatch):
-    fast = locks.resolve_hosts(inventory, limit)
-    monkeypatch.setattr(locks, "_yaml_groups", lambda _path: None)
-    assert sorted(fast) == sorted(locks.resolve_hosts(inventory, limit))
+    fast = inventories.resolve_hosts(inventory, limit)
+    monkeypatch.setattr(inventories, "yaml_groups", lambda _path: None)
+    assert sorted(fast) == sorted(inventories.resolve_hosts(inventory, limit))
 
 
 def test_the_second_run_on_a_host_is_refused_and_names_the_first(tmp_path):

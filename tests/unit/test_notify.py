@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from runner import notify
+from runner.scheduling import notify
 
 
 @pytest.fixture

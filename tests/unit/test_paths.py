@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from runner.paths import inventory_files
+from runner.core.inventory import inventory_files
 
 
 def test_a_file_inventory_brings_its_group_and_host_vars(tmp_path):

@@ -4,8 +4,8 @@ import io
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runner.progress import Progress
-from runner.run import RunRequest, RunResult
+from runner.execution.progress import Progress
+from runner.execution.request import RunRequest, RunResult
 
 
 def replay(events, *, tty=False) -> str:

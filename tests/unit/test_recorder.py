@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.ledger import Ledger, events
-from runner.recorder import Recorder, host_outcome, open_runs, reap_interrupted
-from runner.run import RunRequest, RunResult
+from runner.execution.request import RunRequest, RunResult
+from runner.ledger.recorder import Recorder, host_outcome, open_runs, reap_interrupted
+from runner.ledger.store import Ledger, events
 
 
 def record(ledger: Ledger, events: list[dict], tmp_path: Path, **kwargs) -> Recorder:

@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import json
 
-from runner.redact import REDACTED, Redactor, inventory_secret_values, is_secret_name, secret_values
+from runner.ledger.redact import (
+    REDACTED,
+    Redactor,
+    inventory_secret_values,
+    is_secret_name,
+    secret_values,
+)
 
 
 def test_secret_looking_names():

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from runner import remote
-from runner.paths import state_dir
-from runner.run import RunRequest
+from runner.core.paths import state_dir
+from runner.execution import remote
+from runner.execution.request import RunRequest
 
 REPO = Path(__file__).resolve().parents[2]
 

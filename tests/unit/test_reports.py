@@ -8,15 +8,11 @@ import json
 
 import pytest
 
-from runner.errors import UserError
-from runner.reports import (
-    access_review,
-    compliance,
-    compliance_report,
-    drill,
-    drill_report,
-    run_report,
-)
+from runner.core.errors import UserError
+from runner.reports.access import access_review
+from runner.reports.compliance import compliance, compliance_report
+from runner.reports.drill import drill, drill_report
+from runner.reports.run import run_report
 
 
 def add_run(

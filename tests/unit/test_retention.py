@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from runner.errors import UserError
-from runner.retention import Policy, prune_artifacts, prune_detail
+from runner.core.errors import UserError
+from runner.ledger.retention import Policy, prune_artifacts, prune_detail
 
 
 def make_runs(root, names, age_days=0.0):

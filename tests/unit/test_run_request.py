@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.errors import UserError
-from runner.run import RunRequest, new_run_id, resolve_inventory, resolve_playbook
+from runner.core.errors import UserError
+from runner.core.inventory import resolve_inventory
+from runner.execution.request import RunRequest, new_run_id, resolve_playbook
 
 
 def test_playbook_found_by_name(repo_root):

@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from runner import gate
-from runner.schedule import ScheduleError, load
-from runner.scheduler import cron_to_oncalendar, describe, format_listing, render_units
+from runner.scheduling import gate
+from runner.scheduling.listing import describe, format_listing
+from runner.scheduling.model import ScheduleError, load
+from runner.scheduling.units import cron_to_oncalendar, render_units
 
 PARIS = ZoneInfo("Europe/Paris")
 GOOD = """\

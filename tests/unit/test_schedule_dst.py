@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from runner.schedule import load, maintenance
-from runner.scheduler import dst_fires, render_units
+from runner.scheduling.model import load, maintenance
+from runner.scheduling.units import dst_fires, render_units
 
 PARIS = ZoneInfo("Europe/Paris")
 SCHEDULES = """\

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runner import notify
-from runner.schedule import ScheduleError, load
+from runner.scheduling import notify
+from runner.scheduling.model import ScheduleError, load
 from tests.conftest import REPO
 
 BASE = """\

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from runner import launch, scheduler
-from runner.ledger import Ledger
+from runner.ledger.store import Ledger
+from runner.scheduling import jobs, service
 from tests.conftest import REPO
 
 SCHEDULES = """\
@@ -52,7 +52,7 @@ def run_loop(state, clock, steps, ledger=None):
         fired.append((job.name, when))
 
     thread = threading.Thread(
-        target=scheduler.serve,
+        target=service.serve,
         kwargs={
             "stop": stop,
             "clock": clock,
@@ -86,7 +86,7 @@ def test_a_clock_jump_forward_fires_the_latest_due_time_once(state):
 def skips(url: str) -> list[dict]:
     ledger = Ledger.open(url)
     try:
-        return [e.body for e in ledger.entries(kinds=[launch.DECISION])]
+        return [e.body for e in ledger.entries(kinds=[jobs.DECISION])]
     finally:
         ledger.close()
 
@@ -132,11 +132,11 @@ def test_due_times_a_jump_passes_within_the_grace_are_skipped_not_fired(state):
 
 def test_a_passed_due_time_already_decided_is_not_recorded_again(state):
     url = f"sqlite:///{state / 'jump.sqlite3'}"
-    job = scheduler.load(state / "schedules.yml").jobs["hourly"]
+    job = service.load(state / "schedules.yml").jobs["hourly"]
     due = datetime(2026, 11, 22, 11, 0, tzinfo=UTC)
     now = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
-    scheduler._record_passed(job, [due], due, now, url)
-    scheduler._record_passed(job, [due, due + timedelta(hours=1)], due, now, url)
+    service._record_passed(job, [due], due, now, url)
+    service._record_passed(job, [due, due + timedelta(hours=1)], due, now, url)
     assert [r["scheduled_for"][11:13] for r in skips(url)] == ["11", "12"]
 
 
@@ -218,7 +218,7 @@ def test_any_exception_on_reload_keeps_the_last_good_schedules(state, capsys, mo
         raise RuntimeError("something no one foresaw")
 
     def change_file_and_break_loading():
-        monkeypatch.setattr(scheduler, "load", unreadable)
+        monkeypatch.setattr(service, "load", unreadable)
         os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 10))
 
     def remove_file():
@@ -242,11 +242,11 @@ def test_any_exception_on_reload_keeps_the_last_good_schedules(state, capsys, mo
 
 
 def test_a_second_scheduler_is_refused(state):
-    lock = scheduler.SchedulerLock()
+    lock = service.SchedulerLock()
     lock.acquire()
     try:
         with pytest.raises(Exception, match="another scheduler is already active"):
-            scheduler.SchedulerLock().acquire()
+            service.SchedulerLock().acquire()
     finally:
         lock.release()
 
@@ -276,19 +276,19 @@ def report(state, monkeypatch):
         sent.append((event, payload))
         return [{"to": "webhook", "ok": True}]
 
-    monkeypatch.setattr("runner.notify.send", send)
+    monkeypatch.setattr("runner.scheduling.notify.send", send)
 
     def run_recorded(*_args, **_kwargs):
         raise AssertionError("the job would have run")
 
-    monkeypatch.setattr(launch, "run_recorded", run_recorded)
+    monkeypatch.setattr(jobs, "run_recorded", run_recorded)
     ledger = Ledger.open(f"sqlite:///{state / 'ledger.sqlite3'}")
     yield ledger, sent
     ledger.close()
 
 
 def run_report(ledger, state, due, now):
-    return launch.run_job(
+    return jobs.run_job(
         "report",
         ledger=ledger,
         now=now,
@@ -304,11 +304,11 @@ def test_a_second_skip_for_the_same_due_time_is_neither_recorded_nor_notified(
     due = datetime(2026, 11, 24, 2, 30, tzinfo=PARIS)
     late = due + timedelta(hours=2)
     assert run_report(ledger, state, due, late) == 0  # missed beyond the grace: a skip
-    first = list(ledger.entries(kinds=[launch.DECISION]))
+    first = list(ledger.entries(kinds=[jobs.DECISION]))
     assert [e.body["action"] for e in first] == ["skip"]
     # A scheduler restart asks again for the same due time (here given as UTC).
     assert run_report(ledger, state, due.astimezone(UTC), late + timedelta(minutes=5)) == 0
-    assert len(list(ledger.entries(kinds=[launch.DECISION]))) == 1
+    assert len(list(ledger.entries(kinds=[jobs.DECISION]))) == 1
     assert [event for event, _ in sent] == ["skip"]
     out = capsys.readouterr().out
     assert (
@@ -324,7 +324,7 @@ def test_a_skip_after_any_decision_for_that_due_time_stays_quiet(state, report, 
     # CEST, and a timer (no --scheduled-for) finds the same due time written differently.
     due = datetime(2026, 3, 29, 2, 30, tzinfo=PARIS)
     ledger.append(
-        launch.DECISION,
+        jobs.DECISION,
         "job:report",
         {
             "job": "report",
@@ -338,10 +338,9 @@ def test_a_skip_after_any_decision_for_that_due_time_stays_quiet(state, report, 
         timedelta(hours=1) if action != "fire" else timedelta(0)
     )
     assert (
-        launch.run_job("report", ledger=ledger, now=now, schedules_path=state / "schedules.yml")
-        == 0
+        jobs.run_job("report", ledger=ledger, now=now, schedules_path=state / "schedules.yml") == 0
     )
-    assert len(list(ledger.entries(kinds=[launch.DECISION]))) == 1
+    assert len(list(ledger.entries(kinds=[jobs.DECISION]))) == 1
     assert sent == []
     out = capsys.readouterr().out
     assert (
@@ -356,7 +355,7 @@ def test_another_due_time_is_still_decided_and_recorded(state, report):
     due = datetime(2026, 11, 24, 2, 30, tzinfo=PARIS)
     run_report(ledger, state, due, due + timedelta(hours=2))
     run_report(ledger, state, due + timedelta(days=1), due + timedelta(days=1, hours=2))
-    assert [e.body["scheduled_for"][:10] for e in ledger.entries(kinds=[launch.DECISION])] == [
+    assert [e.body["scheduled_for"][:10] for e in ledger.entries(kinds=[jobs.DECISION])] == [
         "2026-11-24",
         "2026-11-25",
     ]

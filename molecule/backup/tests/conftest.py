@@ -91,7 +91,7 @@ class RecordedRun:
 @pytest.fixture(scope="session")
 def recorded():
     """Run playbooks/NAME.yml through `techops run`, recorded in the scenario's ledger."""
-    from runner.run import fact_cache_dir
+    from runner.execution.request import fact_cache_dir
 
     # These instances are new machines under old names: facts techops cached for an
     # earlier run of the scenario (host keys among them) must not be reused.

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from runner.paths import inventory_files
+from runner.core.inventory import InventoryYamlLoader, inventory_files
 
 REDACTED = "**redacted**"
 SECRET_NAME = re.compile(
@@ -219,21 +219,6 @@ def _all_leaves(data: Any) -> set[str]:
     if isinstance(data, str | int) and not isinstance(data, bool):
         return {str(data)}
     return set()
-
-
-class InventoryYamlLoader(yaml.SafeLoader):
-    """Reads inventory YAML without Ansible: !vault and other tags load as plain values."""
-
-
-def _any_tag(loader: yaml.SafeLoader, _suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        return loader.construct_scalar(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node)
-    return loader.construct_mapping(node)
-
-
-InventoryYamlLoader.add_multi_constructor("!", _any_tag)
 
 
 def inventory_secret_values(inventory: str) -> set[str]:

@@ -1,29 +1,26 @@
-"""`techops run`: run a playbook through ansible-runner and report its progress.
-
-The arguments for ansible-runner are built once, in `RunRequest.runner_kwargs`. Everything
-that watches a run (the live progress now, the ledger recorder later) is an `Observer`
-that receives ansible-runner's events; the events and the `playbook_on_stats` event are the
-record of a run, not the text ansible-playbook prints.
+"""What defines a run: the request (validated before anything starts), ansible-runner's
+arguments built from it in one place (`RunRequest.runner_kwargs`), and the outcome.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
-import signal
+import shlex
 import sys
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
 
-from runner.errors import UserError
-from runner.paths import CALLBACK_PLUGINS, repo_root, state_dir
+from runner.core.errors import UserError, yaml_position
+from runner.core.inventory import is_host_list
+from runner.core.paths import CALLBACK_PLUGINS, repo_root, state_dir
 
 # ansible-playbook's own exit codes, kept so that scripts written for it keep working.
 RC_OK = 0
@@ -33,16 +30,6 @@ RC_HOST_UNREACHABLE = 4
 RC_BAD_OPTIONS = 5
 RC_INTERRUPTED = 99
 RC_TIMEOUT = 124  # as timeout(1): the run was cancelled for exceeding its maximum run time
-
-
-class Observer(Protocol):
-    """Something that watches a run: progress output, a recorder, a notifier."""
-
-    def on_start(self, request: RunRequest) -> None: ...
-
-    def on_event(self, event: dict[str, Any]) -> None: ...
-
-    def on_finish(self, result: RunResult) -> None: ...
 
 
 @dataclass
@@ -60,7 +47,7 @@ class RunRequest:
     forks: int | None = None
     verbosity: int = 0
     timeout: int | None = None  # seconds; the run is cancelled and recorded as timed out
-    node: Any = None  # a runner.remote.Node: run there through ansible-runner streaming
+    node: Any = None  # a runner.execution.remote.Node: run there through ansible-runner streaming
     fast: bool = False  # mitogen's strategy: far fewer round trips per task
     run_id: str = field(default_factory=lambda: new_run_id())
 
@@ -107,7 +94,7 @@ class RunRequest:
             "playbook": str(self.playbook),
             # A host list ("web1,web2,") goes as a list of sources: ansible-runner reads a
             # bare string that is not a path as INI inventory text.
-            "inventory": [self.inventory] if _is_host_list(self.inventory) else self.inventory,
+            "inventory": [self.inventory] if is_host_list(self.inventory) else self.inventory,
             "envvars": envvars,
             # Share ansible.cfg's fact cache with plain ansible-playbook runs instead of
             # ansible-runner's per-run cache, so `gathering = smart` really saves work.
@@ -144,8 +131,6 @@ class RunResult:
 
 
 def _quote(arg: str) -> str:
-    import shlex
-
     return shlex.quote(arg)
 
 
@@ -166,21 +151,13 @@ def mitogen_settings() -> dict[str, str]:
 def fact_cache_dir(inventory: str) -> Path:
     """Cached facts, one directory per inventory: two inventories may name different
     machines alike (the lab and a second lab both have an app1)."""
-    import hashlib
 
     return state_dir() / "facts" / hashlib.sha256(inventory.encode()).hexdigest()[:12]
-
-
-def _is_host_list(inventory: str) -> bool:
-    return "," in inventory and not Path(inventory).exists()
 
 
 def new_run_id() -> str:
     """Sortable by time, unique across controllers: 20261122T031502Z-3f9a1c."""
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-# --------------------------------------------------------------------------- inputs
 
 
 def resolve_playbook(name: str) -> Path:
@@ -202,80 +179,8 @@ def resolve_playbook(name: str) -> Path:
     )
 
 
-def default_inventory() -> str:
-    """The inventory ansible.cfg names: the lab, never production."""
-    import configparser
-
-    cfg = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
-    cfg.read(repo_root() / "ansible.cfg")
-    return cfg.get("defaults", "inventory", fallback="inventories/lab/hosts.yml")
-
-
-def resolve_inventory(value: str | None) -> str:
-    value = value or default_inventory()
-    if "," in value and not Path(value).exists():
-        return value  # an explicit host list, as ansible-playbook accepts
-    path = Path(value)
-    if not path.is_absolute():
-        path = (Path.cwd() / value) if (Path.cwd() / value).exists() else repo_root() / value
-    if not path.exists():
-        hint = (
-            " — run `techops lab up` to create the lab and its inventory"
-            if "inventories/lab" in value
-            else ""
-        )
-        raise UserError(f"inventory {value} does not exist{hint}", exit_code=RC_ERROR)
-    if path.is_file():
-        check_inventory_file(path, value)
-    return str(path.resolve())
-
-
-def check_inventory_file(path: Path, shown: str) -> None:
-    """Refuse an inventory file Ansible could not use. Ansible itself only warns and runs
-    against an empty inventory (exit 0, "no hosts matched"), which a scheduled job would
-    record as a success."""
-    from runner.redact import InventoryYamlLoader
-
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise UserError(
-            f"inventory {shown} is not readable: {reason}", exit_code=RC_ERROR
-        ) from None
-    if path.suffix not in (".yml", ".yaml", ".json") or text.startswith("$ANSIBLE_VAULT"):
-        return  # INI, scripts and plugins' configs: Ansible's own parsers judge them
-    try:
-        data = yaml.load(text, Loader=InventoryYamlLoader)  # noqa: S506 (a SafeLoader)
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or "malformed"
-        raise UserError(
-            f"inventory {shown}{_yaml_position(exc)}: not valid YAML ({problem})",
-            exit_code=RC_ERROR,
-        ) from None
-    if not isinstance(data, dict) or not data:
-        found = (
-            "an empty file"
-            if data is None
-            else "an empty mapping"
-            if data == {}
-            else f"a {type(data).__name__}"
-        )
-        raise UserError(
-            f"inventory {shown}: expected a mapping of groups (all: {{hosts: …}}), found {found}",
-            exit_code=RC_ERROR,
-        )
-
-
-def _yaml_position(exc: yaml.YAMLError) -> str:
-    """ " at line L, column C" of a YAML error, when the parser knows where it was."""
-    mark = getattr(exc, "problem_mark", None)
-    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-
-
 def parse_extravars(values: Sequence[str]) -> dict[str, Any]:
     """Merge -e values as ansible-playbook does: key=value pairs, YAML/JSON, or @file."""
-    import shlex
 
     merged: dict[str, Any] = {}
     for raw in values:
@@ -305,124 +210,12 @@ def parse_extravars(values: Sequence[str]) -> dict[str, Any]:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise UserError(
-                f"malformed extra vars in {where}{_yaml_position(exc)}: not valid YAML/JSON"
+                f"malformed extra vars in {where}{yaml_position(exc)}: not valid YAML/JSON"
             ) from None
         if not isinstance(data, dict):
             raise UserError(f"extra vars in {where} must be a mapping of names to values")
         merged.update(data)
     return merged
-
-
-# --------------------------------------------------------------------------- running
-
-
-class _Cancel:
-    """SIGINT/SIGTERM ask ansible-runner to stop; the run ends as 'canceled'."""
-
-    def __init__(self) -> None:
-        self.requested = threading.Event()
-        self.signal: int | None = None
-
-    def __call__(self) -> bool:
-        return self.requested.is_set()
-
-    def install(self) -> dict[int, Any]:
-        previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, self._handle)
-        return previous
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        self.signal = signum
-        self.requested.set()
-
-
-def execute(request: RunRequest, observers: Sequence[Observer] = ()) -> RunResult:
-    """Run the playbook, feeding every event to the observers, and return the outcome."""
-    import ansible_runner
-
-    started = datetime.now(UTC)
-    for observer in observers:
-        observer.on_start(request)
-
-    final: dict[str, Any] = {}
-
-    def on_event(event: dict[str, Any]) -> bool:
-        if event.get("event") == "playbook_on_stats":
-            final.update(event.get("event_data") or {})
-        for observer in observers:
-            observer.on_event(event)
-        return True
-
-    Path(request.runner_kwargs()["private_data_dir"]).mkdir(parents=True, exist_ok=True)
-    cancel = _Cancel()
-    previous = cancel.install() if threading.current_thread() is threading.main_thread() else {}
-    try:
-        if request.node is not None:
-            from runner.remote import execute_remote
-
-            result = execute_remote(request, request.node, on_event, cancel)
-        else:
-            result = ansible_runner.run(
-                **request.runner_kwargs(),
-                event_handler=on_event,
-                cancel_callback=cancel,
-            )
-
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    status = result.status
-    rc = result.rc if isinstance(result.rc, int) else _rc_from_stats(status, final)
-    if status == "canceled":
-        rc = RC_INTERRUPTED
-    elif status == "timeout":
-        rc = RC_TIMEOUT
-    stats = _final_stats(result)
-    outcome = RunResult(
-        run_id=request.run_id,
-        status=status,
-        rc=rc,
-        stats=stats,
-        artifacts=_artifact_dir(result),
-        started=started,
-        finished=datetime.now(UTC),
-    )
-    for observer in observers:
-        observer.on_finish(outcome)
-    return outcome
-
-
-def _rc_from_stats(status: str, stats: dict[str, Any]) -> int:
-    """ansible-playbook's exit code, for a result that does not carry it (a remote run)."""
-    if status == "successful":
-        return RC_OK
-    if stats.get("dark"):
-        return RC_HOST_UNREACHABLE
-    if stats.get("failures"):
-        return RC_HOST_FAILED
-    return RC_ERROR
-
-
-def _artifact_dir(result: Any) -> Path | None:
-    path = getattr(result, "artifact_dir", None) or getattr(
-        getattr(result, "config", None), "artifact_dir", None
-    )
-    return Path(path) if path else None
-
-
-def _final_stats(result: Any) -> dict[str, dict[str, int]]:
-    """Per-host counters from the playbook_on_stats event."""
-    # A remote run's result (ansible-runner's stream Processor) has no stats: the
-    # recorder takes them from the playbook_on_stats event, as for every run.
-    raw = getattr(result, "stats", None) or {}
-    hosts: dict[str, dict[str, int]] = {}
-    for counter, per_host in raw.items():
-        if not isinstance(per_host, dict):
-            continue
-        for host, count in per_host.items():
-            hosts.setdefault(host, {})[counter] = int(count)
-    return hosts
 
 
 def to_json(result: RunResult) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from runner.schedule import Job, Schedules
+from runner.scheduling.model import Job, Schedules
 
 
 @dataclass(frozen=True)

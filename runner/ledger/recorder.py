@@ -19,14 +19,17 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from runner.ledger import Ledger, canonical, event_row_hash, events_digest
-from runner.paths import inventory_files, repo_root, state_dir
-from runner.redact import Redactor
-from runner.run import RunRequest, RunResult
+from runner.core.inventory import inventory_files
+from runner.core.paths import repo_root, state_dir
+from runner.ledger.redact import Redactor
+from runner.ledger.store import Ledger, canonical, event_row_hash, events_digest
+
+if TYPE_CHECKING:  # the recorder watches runs; it needs their types, not their code
+    from runner.execution.request import RunRequest, RunResult
 
 BATCH_ROWS = 2000
 BATCH_SECONDS = 1.0
@@ -150,7 +153,7 @@ def _message(res: dict[str, Any]) -> str:
 
 
 class Recorder:
-    """An Observer (see runner.run) that writes the run into the ledger as it happens."""
+    """An Observer (see runner.execution.run) that writes the run into the ledger as it happens."""
 
     def __init__(
         self,

@@ -29,11 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from runner.errors import UserError
+from runner.core.errors import UserError
+from runner.core.paths import state_dir
 
 GENESIS = "0" * 64
 LOCK_TIMEOUT_S = 30
@@ -172,6 +176,11 @@ class Verification:
 
 def default_url(state: Path) -> str:
     return f"sqlite:///{state / 'ledger.sqlite3'}"
+
+
+def ledger_url(explicit: str | None = None) -> str:
+    """The ledger to use: the one named, else TECHOPS_LEDGER, else the controller's own."""
+    return explicit or os.environ.get("TECHOPS_LEDGER") or default_url(state_dir())
 
 
 def _describe(url: str) -> str:
@@ -528,9 +537,6 @@ def key_id(public_key_raw: bytes) -> str:
 
 def generate_keypair() -> tuple[bytes, bytes]:
     """A new ed25519 key pair as (private PEM, public PEM)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     private = Ed25519PrivateKey.generate()
     private_pem = private.private_bytes(
         serialization.Encoding.PEM,
@@ -549,9 +555,6 @@ def _checkpoint_message(seq: int, digest: str, created: str) -> bytes:
 
 
 def sign_checkpoint(private_key_pem: bytes, seq: int, digest: str) -> dict[str, Any]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     try:
         private = serialization.load_pem_private_key(private_key_pem, password=None)
     except (ValueError, TypeError) as exc:
@@ -573,10 +576,6 @@ def sign_checkpoint(private_key_pem: bytes, seq: int, digest: str) -> dict[str, 
 
 
 def verify_signature(public_key_pem: bytes, cp: dict[str, Any]) -> bool:
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     public = serialization.load_pem_public_key(public_key_pem)
     if not isinstance(public, Ed25519PublicKey):
         raise UserError("the checkpoint public key is not an ed25519 key")

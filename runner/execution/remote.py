@@ -36,10 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ansible_runner
 import yaml
 
-from runner.errors import UserError
-from runner.paths import CALLBACK_PLUGINS, inventory_files, repo_root, state_dir
+from runner.core.errors import UserError
+from runner.core.inventory import inventory_files
+from runner.core.paths import CALLBACK_PLUGINS, repo_root, state_dir
 
 # What a job needs of the repository on the node; never the virtualenv, git or state.
 PROJECT_PARTS = (
@@ -191,8 +193,6 @@ def execute_remote(
     request: Any, node: Node, on_event: Callable[[dict], bool], cancel: Callable[[], bool]
 ) -> Any:
     """Run `request` on `node`; events reach `on_event` as in a local run."""
-    import ansible_runner
-
     staging, playbook, inventory = stage(request.run_id, request.playbook, request.inventory)
     kwargs = transmit_kwargs(request, staging, playbook, inventory)
     argv = node.worker_argv()

@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.errors import UserError
-from runner.ledger import PRUNED, Ledger
-from runner.reports import load_runs
+from runner.core.errors import UserError
+from runner.ledger.store import PRUNED, Entry, Ledger
 
 DEFAULT_KEEP_RUNS = 100
 DEFAULT_KEEP_DAYS = 30
@@ -79,14 +78,14 @@ def prune_detail(ledger: Ledger, before: str) -> dict | None:
     already = set()
     for entry in ledger.entries(kinds=[PRUNED]):
         already |= set(entry.body.get("runs", {}))
-    for run in load_runs(ledger).values():
-        if run.end is None or run.end_time >= before or run.run_id in already:
+    for run_id, end in _ended_runs(ledger).items():
+        if end.created >= before or run_id in already:
             continue
-        events = run.end.body.get("events") or {}
-        pruned[run.run_id] = {
+        events = end.body.get("events") or {}
+        pruned[run_id] = {
             "events": events.get("count"),
             "sha256": events.get("sha256"),
-            "finished_entry": run.end.seq,
+            "finished_entry": end.seq,
         }
     if not pruned:
         return None
@@ -99,3 +98,15 @@ def prune_detail(ledger: Ledger, before: str) -> dict | None:
     # The tombstone and the removal it records are one transaction.
     ledger.append(PRUNED, "retention", body, drop_events_of=pruned)
     return body
+
+
+def _ended_runs(ledger: Ledger) -> dict[str, Entry]:
+    """The terminal entry of every run that has one, by run id."""
+    started: set[str] = set()
+    ended: dict[str, Entry] = {}
+    for entry in ledger.entries(kinds=["run.started", "run.finished", "run.interrupted"]):
+        if entry.kind == "run.started":
+            started.add(entry.run_id)
+        elif entry.run_id in started:
+            ended[entry.run_id] = entry
+    return ended

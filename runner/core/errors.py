@@ -13,3 +13,9 @@ class UserError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def yaml_position(exc: Exception) -> str:
+    """' at line L, column C' of a YAML error, when the parser knows where it was."""
+    mark = getattr(exc, "problem_mark", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -17,8 +17,9 @@ from typing import Any
 
 import yaml
 
-from runner.errors import UserError
-from runner.paths import repo_root
+from runner.core.errors import UserError
+from runner.core.paths import repo_root
+from runner.scheduling import notify
 
 DEFAULT_FILE = "schedules.yml"
 MISFIRE_DEFAULT = "15m"
@@ -197,7 +198,6 @@ def load(path: Path | None = None, *, check_files: bool = True) -> Schedules:
     path = path or default_path()
     data = _read(path)
     m = maintenance()
-    from runner import notify
 
     def at(node: Any, key: str | None = None) -> str:
         line = getattr(node, "key_lines", {}).get(key) if key else None

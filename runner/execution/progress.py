@@ -6,8 +6,8 @@ import sys
 import time
 from typing import Any, TextIO
 
-from runner.redact import Redactor
-from runner.run import RunRequest, RunResult
+from runner.execution.request import RunRequest, RunResult
+from runner.ledger.redact import Redactor
 
 _DONE = {
     "runner_on_ok",

@@ -1,16 +1,13 @@
-"""Starting runs: one path for manual runs and scheduled jobs.
+"""Scheduled jobs: one job fired through the gate, and the decisions it leaves.
 
-`run_recorded` opens the ledger (a run that cannot be recorded does not start), takes the
-host locks, runs with live progress and the recorder, and applies retention. `run_job`
-puts the gate in front of it for a scheduled job, records the gate's decision, and sends
-the job's notifications.
+`run_job` puts the gate in front of a recorded run (runner.execution.launch), records the
+gate's decision for the job's due time, and sends the job's notifications. A due time is
+decided once, whoever fires it (a timer, the scheduler, a catch-up after a restart).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import socket
 from collections.abc import Iterator
@@ -18,102 +15,34 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner.errors import UserError
-from runner.ledger import Entry, Ledger, default_url
-from runner.paths import state_dir
-from runner.run import RunRequest, RunResult, resolve_inventory, resolve_playbook
+from runner.core.inventory import host_groups, resolve_inventory
+from runner.core.locks import FileLock
+from runner.core.paths import state_dir
+from runner.execution.launch import run_recorded
+from runner.execution.request import RunRequest, resolve_playbook
+from runner.ledger.store import Entry, Ledger
+from runner.scheduling import gate, notify
+from runner.scheduling.gate import Decision
+from runner.scheduling.model import load
 
 DECISION = "schedule.decision"
 # The extra var that carries a scheduled job's emergency override into its playbook.
 OVERRIDE_VAR = "techops_override_reason"
 
 
-def ledger_url(explicit: str | None = None) -> str:
-    return explicit or os.environ.get("TECHOPS_LEDGER") or default_url(state_dir())
-
-
-def run_recorded(
-    request: RunRequest,
-    ledger: Ledger,
-    *,
-    reason: str | None = None,
-    ticket: str | None = None,
-    schedule: str | None = None,
-) -> RunResult:
-    from runner.locks import RunLock, resolve_hosts
-    from runner.progress import Progress
-    from runner.recorder import Recorder, reap_interrupted
-    from runner.redact import Redactor
-    from runner.retention import Policy, prune_artifacts
-    from runner.run import execute
-
-    reap_interrupted(ledger)
-    hosts = resolve_hosts(request.inventory, request.limit)
-    redactor = Redactor.for_run(request.extravars, request.inventory)
-    recorder = Recorder(
-        ledger, redactor=redactor, reason=reason, ticket=ticket, schedule=schedule, hosts=hosts
-    )
-    holder = {
-        "run_id": request.run_id,
-        "who": schedule or os.environ.get("USER", ""),
-        "pid": os.getpid(),
-    }
-    with RunLock(state_dir() / "locks", str(request.playbook), hosts, holder):
-        try:
-            result = execute(request, [Progress(redactor=redactor), recorder])
-        except BaseException:
-            recorder.finish("error", 250)
-            # A run that ended in an error still leaves no secret in its artifacts.
-            redactor.tree(state_dir() / "runs" / request.run_id)
-            raise
-    prune_artifacts(state_dir() / "runs", Policy.from_env(), keep={request.run_id})
-    return result
-
-
 class JobLock:
     """A job never overlaps with itself: held for the whole run of a scheduled job."""
 
     def __init__(self, name: str) -> None:
-        self.path = state_dir() / "locks" / f"job-{name}.lock"
-        self.fd: int | None = None
+        self.lock = FileLock(state_dir() / "locks" / f"job-{name}.lock")
 
     def try_acquire(self, run_id: str) -> str | None:
         """None when acquired, else the run id of the holder."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                holder = json.loads(os.pread(fd, 4096, 0) or b"{}").get("run_id", "unknown")
-            except ValueError:
-                holder = "unknown"
-            os.close(fd)
-            return holder
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"run_id": run_id, "pid": os.getpid()}).encode(), 0)
-        self.fd = fd
-        return None
+        holder = self.lock.acquire({"run_id": run_id, "pid": os.getpid()})
+        return None if holder is None else str(holder.get("run_id", "unknown"))
 
     def release(self) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
-
-
-def job_groups(inventory: str, limit: str | None) -> set[str]:
-    """The inventory groups of the hosts a job touches (freezes apply by group)."""
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
-
-    manager = InventoryManager(loader=DataLoader(), sources=[inventory])
-    if limit:
-        manager.subset(limit)
-    groups: set[str] = set()
-    for host in manager.get_hosts("all"):
-        groups |= {g.name for g in host.get_groups()}
-    return groups
+        self.lock.release()
 
 
 def run_job(
@@ -126,9 +55,6 @@ def run_job(
     schedules_path: Path | None = None,
 ) -> int:
     """Fire a scheduled job through the gate. Returns the exit code."""
-    from runner import gate, notify
-    from runner.schedule import load
-
     schedules = load(schedules_path)
     job = schedules.job(name)
     now = now or datetime.now(UTC)
@@ -148,7 +74,7 @@ def run_job(
     lock = JobLock(job.name)
     running = lock.try_acquire(request.run_id)
     try:
-        groups = job_groups(request.inventory, job.limit) if job.changes_hosts else set()
+        groups = host_groups(request.inventory, job.limit) if job.changes_hosts else set()
         due = scheduled_for or job.last_fire(now)
         config = notify.settings(schedules.data.get("notify"), job.notify)
         # Reading what was decided for this due time and recording this decision are one
@@ -267,14 +193,8 @@ def _deciding(job: str) -> Iterator[None]:
     """Held while a due time's decision is read and recorded, so that two callers on one
     controller cannot both find it undecided (the job lock is only tried, not waited for,
     and the run it guards lasts much longer)."""
-    path = state_dir() / "locks" / f"job-{job}.decision.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with FileLock(state_dir() / "locks" / f"job-{job}.decision.lock"):
         yield
-    finally:
-        os.close(fd)
 
 
 def record_skip(
@@ -283,8 +203,6 @@ def record_skip(
     """Record a due time the scheduler will not fire (passed over by a clock jump) as a
     skip decision, as the gate would have: the new entry, or None when that due time was
     already decided (it is never recorded twice)."""
-    from runner.gate import Decision
-
     with _deciding(job):
         if _decisions_for(ledger, job, due):
             return None
@@ -296,22 +214,6 @@ def record_skip(
             "notifications": [],
         }
         return ledger.append(DECISION, f"job:{job}", record)
-
-
-def parse_when(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    if value == "now":
-        return datetime.now(UTC)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise UserError(
-            f"bad time {value!r}: use ISO 8601 with a zone, e.g. 2026-11-24T02:00:00+01:00"
-        ) from None
-    if moment.tzinfo is None:
-        raise UserError(f"time {value!r} needs a zone offset (e.g. +00:00)")
-    return moment
 
 
 def decisions(ledger: Ledger, job: str | None = None) -> list[dict[str, Any]]:

@@ -8,60 +8,25 @@ exactly that and nothing else.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
-import subprocess
-import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from runner.errors import UserError
-from runner.paths import repo_root, state_dir
+from runner.core.errors import UserError
+from runner.core.paths import repo_root, state_dir
+from runner.lab import podman
+from runner.lab.images import RELEASES, build_image, image_name, validate_release
+from runner.lab.podman import require_podman
 
-RELEASES = {"12": "bookworm", "13": "trixie"}
-IMAGE_REPO = "localhost/techops-debian"
 LABEL = "techops.lab"
-RECIPE_LABEL = "techops.recipe"
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
 AUTOMATION_USER = "ansible"
-
-# Packages every lab image carries: what Ansible and the roles need to start from.
-IMAGE_PACKAGES = (
-    "python3",
-    "systemd",
-    "systemd-sysv",
-    "dbus",
-    "sudo",
-    "openssh-server",
-    "iproute2",
-    "iputils-ping",
-    "ca-certificates",
-    "procps",
-    "less",
-    "apt-transport-https",
-)
-
-# A freshly imported image would give every container the same SSH host keys.
-# Remove them from the image and let each container make its own at first boot.
-HOSTKEYS_UNIT = """\
-[Unit]
-Description=Generate SSH host keys unique to this lab host
-Before=ssh.service
-ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
-
-[Service]
-Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -A
-
-[Install]
-WantedBy=multi-user.target
-"""
 
 
 @dataclass(frozen=True)
@@ -82,43 +47,6 @@ LAB_HOSTS: tuple[LabHost, ...] = (
 )
 
 
-def _run(
-    argv: Sequence[str],
-    *,
-    check: bool = True,
-    input_text: str | None = None,
-    capture: bool = True,
-    timeout: float | None = None,
-) -> subprocess.CompletedProcess[str]:
-    try:
-        proc = subprocess.run(
-            list(argv),
-            input=input_text,
-            text=True,
-            capture_output=capture,
-            timeout=timeout,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise UserError(f"{argv[0]} is not installed: run scripts/setup as root first") from None
-    except subprocess.TimeoutExpired:
-        raise UserError(f"'{' '.join(argv[:3])} …' did not finish in {timeout:.0f} s") from None
-    if check and proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout or "").strip().splitlines()
-        last = detail[-1] if detail else f"exit {proc.returncode}"
-        if "netavark" in last and "No such file or directory" in last:
-            last += " (netavark needs iptables: run scripts/setup, which installs it)"
-        raise UserError(f"{' '.join(argv[:4])} … failed: {last}")
-    return proc
-
-
-def require_podman() -> None:
-    if shutil.which("podman") is None:
-        raise UserError(
-            "podman is not installed: run scripts/setup as root (it installs podman and runc)"
-        )
-
-
 def validate_name(name: str) -> str:
     if not NAME_RE.match(name):
         raise UserError(
@@ -126,148 +54,6 @@ def validate_name(name: str) -> str:
             "starting with a letter (e.g. 'techops' or 'ci-lab')"
         )
     return name
-
-
-def validate_release(release: str) -> str:
-    if release not in RELEASES:
-        raise UserError(f"unknown Debian release {release!r}: choose one of {', '.join(RELEASES)}")
-    return release
-
-
-# --------------------------------------------------------------------------- images
-
-
-def host_mirrors(sources_dir: Path = Path("/etc/apt")) -> tuple[str, str | None]:
-    """The Debian mirror and security mirror this machine's apt already uses.
-
-    The lab builds from the same mirror as the host, so that it works wherever the host's
-    apt works (local mirrors, proxies). TECHOPS_DEBIAN_MIRROR overrides it.
-    """
-    import os
-
-    override = os.environ.get("TECHOPS_DEBIAN_MIRROR")
-    uris: list[str] = []
-    for path in sorted(sources_dir.glob("sources.list.d/*.sources")):
-        for line in path.read_text().splitlines():
-            if line.startswith("URIs:"):
-                uris += line.split(":", 1)[1].split()
-    for path in [sources_dir / "sources.list", *sorted(sources_dir.glob("sources.list.d/*.list"))]:
-        if path.exists():
-            for line in path.read_text().splitlines():
-                parts = line.split()
-                if len(parts) >= 3 and parts[0] == "deb":
-                    uris.append(next(p for p in parts[1:] if not p.startswith("[")))
-    main = override or next((u for u in uris if u.rstrip("/").endswith("/debian")), None)
-    security = next((u for u in uris if u.rstrip("/").endswith("/debian-security")), None)
-    if main is None:
-        raise UserError(
-            "cannot tell which Debian mirror to build the lab from: none in /etc/apt; "
-            "set TECHOPS_DEBIAN_MIRROR to a Debian mirror URL"
-        )
-    return main.rstrip("/"), security.rstrip("/") if security else None
-
-
-def image_recipe(release: str) -> dict[str, object]:
-    """Everything that decides the image's content. Its hash says when to rebuild."""
-    return {
-        "version": 1,
-        "release": release,
-        "suite": RELEASES[release],
-        "variant": "minbase",
-        "packages": sorted(IMAGE_PACKAGES),
-        "hostkeys_unit": HOSTKEYS_UNIT,
-    }
-
-
-def recipe_hash(release: str) -> str:
-    blob = json.dumps(image_recipe(release), sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def image_name(release: str) -> str:
-    return f"{IMAGE_REPO}:{release}"
-
-
-def image_is_current(release: str) -> bool:
-    proc = _run(["podman", "image", "inspect", image_name(release)], check=False)
-    if proc.returncode != 0:
-        return False
-    labels = json.loads(proc.stdout)[0].get("Labels") or {}
-    return labels.get(RECIPE_LABEL) == recipe_hash(release)
-
-
-def build_image(release: str, *, force: bool = False, say=print) -> str:
-    """Build the lab's base image for a Debian release with debootstrap, unless cached."""
-    validate_release(release)
-    require_podman()
-    name = image_name(release)
-    if not force and image_is_current(release):
-        say(f"image {name} is current (recipe {recipe_hash(release)}), not rebuilt")
-        return name
-    if shutil.which("debootstrap") is None:
-        raise UserError("debootstrap is not installed: run scripts/setup as root")
-    mirror, security = host_mirrors()
-    suite = RELEASES[release]
-    say(f"building image {name} from {suite} with debootstrap (about 70 s)")
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="techops-rootfs-", dir="/var/tmp") as tmp:
-        rootfs = Path(tmp) / "rootfs"
-        _run(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                f"--include={','.join(IMAGE_PACKAGES)}",
-                suite,
-                str(rootfs),
-                mirror,
-            ],
-            timeout=1200,
-        )
-        lines = [f"deb {mirror} {suite} main", f"deb {mirror} {suite}-updates main"]
-        if security:
-            lines.append(f"deb {security} {suite}-security main")
-        (rootfs / "etc/apt/sources.list").write_text("\n".join(lines) + "\n")
-        for key in (rootfs / "etc/ssh").glob("ssh_host_*"):
-            key.unlink()
-        unit = rootfs / "etc/systemd/system/techops-ssh-hostkeys.service"
-        unit.write_text(HOSTKEYS_UNIT)
-        wants = rootfs / "etc/systemd/system/multi-user.target.wants"
-        wants.mkdir(parents=True, exist_ok=True)
-        link = wants / unit.name
-        if not link.exists():
-            link.symlink_to(f"/etc/systemd/system/{unit.name}")
-        # Each container must get its own machine-id at first boot.
-        (rootfs / "etc/machine-id").write_text("")
-        shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
-        (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        imp = subprocess.run(
-            [
-                "podman",
-                "import",
-                "--change",
-                f"LABEL {RECIPE_LABEL}={recipe_hash(release)}",
-                "--change",
-                'CMD ["/sbin/init"]',
-                "-",
-                name,
-            ],
-            stdin=tar.stdout,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        # Close our end of the pipe: if podman stopped reading early, tar gets SIGPIPE and
-        # ends instead of blocking forever on a full pipe.
-        tar.stdout.close()
-        tar.wait()
-        if imp.returncode != 0 or tar.returncode != 0:
-            raise UserError(f"podman import of {name} failed: {imp.stderr.strip()}")
-    say(f"built image {name} in {time.monotonic() - started:.0f} s")
-    return name
-
-
-# --------------------------------------------------------------------------- lab
 
 
 @dataclass(frozen=True)
@@ -316,16 +102,16 @@ class Lab:
 
 def _containers(lab: Lab) -> dict[str, dict]:
     """The lab's containers by name, as podman reports them."""
-    proc = _run(["podman", "ps", "-a", "--filter", f"label={lab.label}", "--format", "json"])
+    proc = podman.run(["podman", "ps", "-a", "--filter", f"label={lab.label}", "--format", "json"])
     return {c["Names"][0]: c for c in json.loads(proc.stdout or "[]")}
 
 
 def _network_exists(lab: Lab) -> bool:
-    return _run(["podman", "network", "exists", lab.network], check=False).returncode == 0
+    return podman.run(["podman", "network", "exists", lab.network], check=False).returncode == 0
 
 
 def _address(lab: Lab, container: str) -> str:
-    proc = _run(["podman", "inspect", container, "--format", "json"])
+    proc = podman.run(["podman", "inspect", container, "--format", "json"])
     networks = json.loads(proc.stdout)[0]["NetworkSettings"]["Networks"]
     address = (networks.get(lab.network) or {}).get("IPAddress")
     if not address:
@@ -337,7 +123,9 @@ def _wait_for_systemd(container: str, timeout: float = 90) -> str:
     deadline = time.monotonic() + timeout
     state = "unknown"
     while time.monotonic() < deadline:
-        proc = _run(["podman", "exec", container, "systemctl", "is-system-running"], check=False)
+        proc = podman.run(
+            ["podman", "exec", container, "systemctl", "is-system-running"], check=False
+        )
         state = proc.stdout.strip() or "unknown"
         if state in ("running", "degraded"):
             return state
@@ -361,13 +149,15 @@ if [ ! -e /etc/sudoers.d/{AUTOMATION_USER} ] && [ ! -e /etc/sudoers.d/techops-ad
   chmod 0440 /etc/sudoers.d/{AUTOMATION_USER}
 fi
 """
-    _run(["podman", "exec", "-i", container, "sh", "-c", script], input_text=public_key + "\n")
+    podman.run(
+        ["podman", "exec", "-i", container, "sh", "-c", script], input_text=public_key + "\n"
+    )
 
 
 def _scan_host_key(address: str, timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        proc = _run(["ssh-keyscan", "-T", "3", "-t", "ed25519", address], check=False)
+        proc = podman.run(["ssh-keyscan", "-T", "3", "-t", "ed25519", address], check=False)
         lines = [line for line in proc.stdout.splitlines() if line and not line.startswith("#")]
         if lines:
             return "\n".join(lines)
@@ -396,7 +186,7 @@ def ssh_argv(lab: Lab, address: str, *command: str) -> list[str]:
 def network_facts(lab: Lab) -> dict[str, str]:
     """The lab network's subnet and gateway: the gateway is this machine, the controller,
     as the lab hosts see it (what an sshd Match for the automation account must allow)."""
-    proc = _run(["podman", "network", "inspect", lab.network])
+    proc = podman.run(["podman", "network", "inspect", lab.network])
     subnets = json.loads(proc.stdout)[0].get("subnets") or [{}]
     return {"subnet": subnets[0].get("subnet", ""), "gateway": subnets[0].get("gateway", "")}
 
@@ -448,7 +238,7 @@ def up(lab: Lab, say=print) -> dict[str, str]:
     image = build_image(lab.release, say=say)
     if not lab.key.exists():
         say(f"creating the lab SSH key {lab.key}")
-        _run(
+        podman.run(
             [
                 "ssh-keygen",
                 "-q",
@@ -465,20 +255,20 @@ def up(lab: Lab, say=print) -> dict[str, str]:
     public_key = lab.key.with_suffix(".pub").read_text().strip()
     if not _network_exists(lab):
         say(f"creating podman network {lab.network}")
-        _run(["podman", "network", "create", "--label", lab.label, lab.network])
-    image_id = json.loads(_run(["podman", "image", "inspect", image]).stdout)[0]["Id"]
+        podman.run(["podman", "network", "create", "--label", lab.label, lab.network])
+    image_id = json.loads(podman.run(["podman", "image", "inspect", image]).stdout)[0]["Id"]
     existing = _containers(lab)
     for host in LAB_HOSTS:
         name = lab.container(host)
         current = existing.get(name)
         if current and current.get("ImageID") != image_id:
             say(f"{name} runs an older build of {image}: recreating it")
-            _run(["podman", "rm", "-f", name])
+            podman.run(["podman", "rm", "-f", name])
             current = None
         if current is None:
             forget_facts(host.name)
             say(f"starting {name} ({image})")
-            _run(
+            podman.run(
                 [
                     "podman",
                     "run",
@@ -507,7 +297,7 @@ def up(lab: Lab, say=print) -> dict[str, str]:
             )
         elif current.get("State") != "running":
             say(f"starting stopped container {name}")
-            _run(["podman", "start", name])
+            podman.run(["podman", "start", name])
     addresses: dict[str, str] = {}
     keys: list[str] = []
     for host in LAB_HOSTS:
@@ -519,7 +309,7 @@ def up(lab: Lab, say=print) -> dict[str, str]:
         say(f"{name}: systemd {state}, {addresses[host.name]}")
     lab.known_hosts.write_text("\n".join(keys) + "\n")
     for host in LAB_HOSTS:
-        _run(ssh_argv(lab, addresses[host.name], "true"), timeout=30)
+        podman.run(ssh_argv(lab, addresses[host.name], "true"), timeout=30)
     write_inventory(lab, addresses)
     reached = f"{len(LAB_HOSTS)} hosts reachable over SSH"
     say(f"lab {lab.name} is up: {reached}; inventory {lab.inventory}")
@@ -541,13 +331,13 @@ def down(lab: Lab, *, images: bool = False, say=print) -> None:
     require_podman()
     for name in sorted(_containers(lab)):
         say(f"removing container {name}")
-        _run(["podman", "rm", "-f", "-t", "5", name])
+        podman.run(["podman", "rm", "-f", "-t", "5", name])
     if _network_exists(lab):
-        proc = _run(["podman", "network", "inspect", lab.network])
+        proc = podman.run(["podman", "network", "inspect", lab.network])
         labels = json.loads(proc.stdout)[0].get("labels") or {}
         if labels.get(LABEL) == lab.name:
             say(f"removing network {lab.network}")
-            _run(["podman", "network", "rm", lab.network])
+            podman.run(["podman", "network", "rm", lab.network])
         else:
             say(f"network {lab.network} was not created by this lab: left alone")
     if lab.inventory.exists() and f"for lab {lab.name!r}" in lab.inventory.read_text():
@@ -557,11 +347,13 @@ def down(lab: Lab, *, images: bool = False, say=print) -> None:
     if images:
         for release in RELEASES:
             if (
-                _run(["podman", "image", "exists", image_name(release)], check=False).returncode
+                podman.run(
+                    ["podman", "image", "exists", image_name(release)], check=False
+                ).returncode
                 == 0
             ):
                 say(f"removing image {image_name(release)}")
-                _run(["podman", "rmi", image_name(release)], check=False)
+                podman.run(["podman", "rmi", image_name(release)], check=False)
     say(f"lab {lab.name} is down")
 
 
@@ -585,11 +377,13 @@ def status(lab: Lab) -> list[dict[str, str]]:
         if current:
             row["state"] = current.get("State", "?")
             if row["state"] == "running":
-                proc = _run(["podman", "exec", name, "systemctl", "is-system-running"], check=False)
+                proc = podman.run(
+                    ["podman", "exec", name, "systemctl", "is-system-running"], check=False
+                )
                 row["systemd"] = proc.stdout.strip() or "?"
                 row["address"] = _address(lab, name)
                 if lab.key.exists() and lab.known_hosts.exists():
-                    ok = _run(ssh_argv(lab, row["address"], "true"), check=False, timeout=30)
+                    ok = podman.run(ssh_argv(lab, row["address"], "true"), check=False, timeout=30)
                     row["ssh"] = "ok" if ok.returncode == 0 else "refused"
         rows.append(row)
     return rows

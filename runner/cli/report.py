@@ -1,0 +1,68 @@
+"""`techops report`: a run, drill, compliance or access report, from the ledger alone."""
+
+from __future__ import annotations
+
+import argparse
+
+from runner.cli.common import ledger_option, open_ledger, output_path, write
+from runner.core.dates import parse_date
+from runner.core.errors import UserError
+from runner.reports.access import access_report
+from runner.reports.compliance import compliance_report
+from runner.reports.drill import drill_report
+from runner.reports.run import run_report
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    report = sub.add_parser(
+        "report",
+        help="write a run, drill, compliance or access report",
+        description="Reports read the ledger only.",
+    )
+    report.add_argument(
+        "what", help="a run id (or a unique prefix), 'drill' RUN_ID, 'compliance' or 'access'"
+    )
+    report.add_argument(
+        "run_id",
+        nargs="?",
+        metavar="RUN_ID",
+        help="drill: the drill's run id (or a unique prefix); the report adds the trend",
+    )
+    report.add_argument("--format", choices=["html", "json", "md", "csv"], default="html")
+    report.add_argument("--since", help="compliance: failed runs since this date")
+    report.add_argument("-o", "--output", help="write to this file instead of stdout")
+    ledger_option(report)
+    report.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    if args.what == "drill" and not args.run_id:
+        raise UserError(
+            "which drill? techops report drill RUN_ID "
+            "(list them: techops runs --playbook dr_drill)",
+            exit_code=5,
+        )
+    if args.what != "drill" and args.run_id:
+        raise UserError(
+            f"unexpected {args.run_id!r}: only 'drill' takes a run id after it", exit_code=5
+        )
+    output = output_path(args.output)
+    ledger = open_ledger(args)
+    if args.what == "drill":
+        if args.format == "csv":
+            raise UserError("a drill report comes as html, json or md")
+        write(drill_report(ledger, args.run_id, args.format), output)
+    elif args.what == "access":
+        if args.format == "md":
+            raise UserError("the access review comes as html, json or csv")
+        write(access_report(ledger, args.format), output)
+    elif args.what == "compliance":
+        if args.format == "md":
+            raise UserError("the compliance report comes as html, json or csv")
+        since = parse_date(args.since) if args.since else "0000"
+        write(compliance_report(ledger, since, args.format), output)
+    else:
+        if args.format == "csv":
+            raise UserError("a run report comes as html, json or md")
+        write(run_report(ledger, args.what, args.format), output)
+    return 0

@@ -1,0 +1,55 @@
+"""`techops runs`: the recorded runs, filtered, oldest first."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from runner.cli.common import at_least, ledger_option, open_ledger
+from runner.core.dates import parse_date
+from runner.core.errors import UserError
+from runner.ledger.recorder import reap_interrupted
+from runner.reports.model import filter_runs, load_runs
+from runner.reports.runs import runs_table
+
+STATUSES = ["successful", "failed", "canceled", "timeout", "interrupted", "error", "running"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    runs = sub.add_parser(
+        "runs", help="list recorded runs", description="List runs from the ledger, oldest first."
+    )
+    runs.add_argument("--playbook", help="only runs of playbooks whose path contains this")
+    runs.add_argument("--status", choices=STATUSES)
+    runs.add_argument("--host", help="only runs that touched this host")
+    runs.add_argument("--since", help="YYYY-MM-DD or ISO date-time (UTC if no zone)")
+    runs.add_argument("--until", help="YYYY-MM-DD or ISO date-time (UTC if no zone)")
+    runs.add_argument("--last", type=int, help="only the newest N (at least 1)")
+    runs.add_argument("--json", action="store_true")
+    ledger_option(runs)
+    runs.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    at_least(args.last, 1, "--last")
+    since = parse_date(args.since) if args.since else None
+    until = parse_date(args.until, end_of_day=True) if args.until else None
+    if since and until and until < since:
+        raise UserError(f"--until {args.until} is before --since {args.since}", exit_code=5)
+    ledger = open_ledger(args, create=True)
+    reap_interrupted(ledger)
+    runs = filter_runs(
+        load_runs(ledger),
+        playbook=args.playbook,
+        status=args.status,
+        host=args.host,
+        since=since,
+        until=until,
+    )
+    if args.last:
+        runs = runs[-args.last :]
+    if args.json:
+        print(json.dumps([r.as_dict() for r in runs], indent=2, sort_keys=True))
+    else:
+        print(runs_table(runs))
+    return 0

@@ -1,0 +1,65 @@
+"""`techops schedule`: list, validate and install (as systemd timers) the scheduled jobs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from runner.cli.common import at_least
+from runner.core.errors import UserError
+from runner.scheduling.listing import describe, format_listing, to_json
+from runner.scheduling.model import load
+from runner.scheduling.units import render_units, scheduler_unit
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    schedule = sub.add_parser(
+        "schedule",
+        help="scheduled jobs: list, validate, install timers",
+        description="Jobs, windows and freezes from schedules.yml.",
+    )
+    schedule.add_argument("action", choices=["list", "validate", "install"])
+    schedule.add_argument("--file", help="schedules file (default: schedules.yml)")
+    schedule.add_argument(
+        "--count", type=int, default=3, help="list: next N runs per job (at least 1)"
+    )
+    schedule.add_argument("--json", action="store_true")
+    schedule.add_argument(
+        "--systemd", action="store_true", help="install: render systemd timer and service units"
+    )
+    schedule.add_argument(
+        "--output", default="/etc/systemd/system", help="install: where to write the units"
+    )
+    schedule.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    at_least(args.count, 1, "--count")
+    schedules = load(Path(args.file) if args.file else None)
+    if args.action == "validate":
+        print(
+            f"{schedules.path}: {len(schedules.jobs)} job(s), {len(schedules.windows)} "
+            f"window(s), {len(schedules.freezes)} freeze(s): valid"
+        )
+        return 0
+    if args.action == "list":
+        rows = describe(schedules, count=args.count)
+        print(to_json(rows) if args.json else format_listing(rows, schedules))
+        return 0
+    if not args.systemd:
+        raise UserError("install needs --systemd (the only installer so far)", exit_code=5)
+    techops_bin = str(Path(sys.executable).parent / "techops")
+    units = render_units(schedules, techops_bin)
+    units["techops-scheduler.service"] = scheduler_unit(techops_bin)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in sorted(units.items()):
+        (out / name).write_text(text)
+        print(f"wrote {out / name}")
+    print(
+        "enable the timers with: systemctl daemon-reload && systemctl enable --now "
+        + " ".join(n for n in sorted(units) if n.endswith(".timer"))
+        + "\n(or run the scheduler service instead of the timers: never both)"
+    )
+    return 0

@@ -1,0 +1,52 @@
+"""A recorded run: the one path every run takes, by hand or scheduled.
+
+`run_recorded` takes the host locks, runs with live progress and the ledger's recorder
+(the caller opened the ledger first: a run that cannot be recorded does not start), and
+applies retention to what runs leave on disk.
+"""
+
+from __future__ import annotations
+
+import os
+
+from runner.core.inventory import resolve_hosts
+from runner.core.paths import state_dir
+from runner.execution.locks import RunLock
+from runner.execution.progress import Progress
+from runner.execution.request import RunRequest, RunResult
+from runner.execution.run import execute
+from runner.ledger.recorder import Recorder, reap_interrupted
+from runner.ledger.redact import Redactor
+from runner.ledger.retention import Policy, prune_artifacts
+from runner.ledger.store import Ledger
+
+
+def run_recorded(
+    request: RunRequest,
+    ledger: Ledger,
+    *,
+    reason: str | None = None,
+    ticket: str | None = None,
+    schedule: str | None = None,
+) -> RunResult:
+    reap_interrupted(ledger)
+    hosts = resolve_hosts(request.inventory, request.limit)
+    redactor = Redactor.for_run(request.extravars, request.inventory)
+    recorder = Recorder(
+        ledger, redactor=redactor, reason=reason, ticket=ticket, schedule=schedule, hosts=hosts
+    )
+    holder = {
+        "run_id": request.run_id,
+        "who": schedule or os.environ.get("USER", ""),
+        "pid": os.getpid(),
+    }
+    with RunLock(state_dir() / "locks", str(request.playbook), hosts, holder):
+        try:
+            result = execute(request, [Progress(redactor=redactor), recorder])
+        except BaseException:
+            recorder.finish("error", 250)
+            # A run that ended in an error still leaves no secret in its artifacts.
+            redactor.tree(state_dir() / "runs" / request.run_id)
+            raise
+    prune_artifacts(state_dir() / "runs", Policy.from_env(), keep={request.run_id})
+    return result
