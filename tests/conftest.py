@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
+
 FIXTURES = Path(__file__).parent / "fixtures"
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -21,16 +22,3 @@ def recorded_events() -> list[dict]:
 @pytest.fixture
 def repo_root() -> Path:
     return REPO
-
-
-def load_plugin(relative: str):
-    """Import a plugin file (plugins/...) the way Ansible finds it: by path."""
-    import importlib.util
-    import sys
-
-    path = REPO / relative
-    spec = importlib.util.spec_from_file_location(f"techops_test_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import REPO, techops
+from tests.helpers import REPO, techops
 
 PG_URL = os.environ.get("TECHOPS_TEST_PG_URL")
 CANARIES = (

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from runner.execution.remote import Node, load_nodes
+from tests.helpers import techops
 
-from .conftest import ansible_output, techops
+from .conftest import ansible_output
 
 
 def test_a_run_on_the_node_comes_back_and_is_recorded_like_a_local_one(execution_node, tmp_path):

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import yaml
 
-from .conftest import REPO, techops
+from tests.helpers import REPO, techops
 
 
 @pytest.fixture

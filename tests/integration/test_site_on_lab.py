@@ -7,7 +7,9 @@ import subprocess
 
 import yaml
 
-from .conftest import LAB, ansible_output, techops
+from tests.helpers import techops
+
+from .conftest import LAB, ansible_output
 
 
 def _outcome(proc) -> dict:

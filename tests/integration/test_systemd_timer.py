@@ -10,7 +10,9 @@ import time
 
 import yaml
 
-from .conftest import LAB, NODE_VENV, REPO, download_wheels, sh
+from tests.helpers import REPO
+
+from .conftest import LAB, NODE_VENV, download_wheels, sh
 
 CONTAINER = f"{LAB}-backup1"
 ROOT = "/opt/techops"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, load_plugin
+from tests.helpers import REPO, load_plugin
 
 MODULE = REPO / "plugins" / "modules" / "totp_secret.py"
 module = load_plugin("plugins/modules/totp_secret.py")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from tests.conftest import load_plugin
+from tests.helpers import load_plugin
 
 plugin = load_plugin("plugins/filter/vpn_pool.py")
 

@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-from tests.conftest import load_plugin
+from tests.helpers import load_plugin
 
 utils = load_plugin("plugins/module_utils/techops_backup.py")
 

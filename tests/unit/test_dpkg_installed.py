@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, load_plugin
+from tests.helpers import REPO, load_plugin
 
 apt = load_plugin("plugins/module_utils/techops_apt.py")
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tests.conftest import REPO, load_plugin
+from tests.helpers import REPO, load_plugin
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.conftest import load_plugin
+from tests.helpers import load_plugin
 
 m = load_plugin("plugins/filter/maintenance.py")
 PARIS = ZoneInfo("Europe/Paris")

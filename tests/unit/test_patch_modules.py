@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import load_plugin
+from tests.helpers import load_plugin
 
 apt = load_plugin("plugins/module_utils/techops_apt.py")
 

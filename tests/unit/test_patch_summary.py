@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import load_plugin
+from tests.helpers import load_plugin
 
 patch = load_plugin("plugins/filter/patch_summary.py")
 

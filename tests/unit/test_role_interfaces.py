@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO
+
 ROLES = sorted(p.parent.parent for p in (REPO / "roles").glob("*/defaults/main.yml"))
 
 

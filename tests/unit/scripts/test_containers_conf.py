@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import importlib.util
 import tomllib
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO
+
 spec = importlib.util.spec_from_file_location(
     "containers_conf", REPO / "scripts/containers_conf.py"
 )

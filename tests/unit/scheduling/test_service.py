@@ -13,7 +13,7 @@ import pytest
 
 from runner.ledger.store import Ledger
 from runner.scheduling import jobs, service
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 SCHEDULES = """\
 timezone: UTC

@@ -4,11 +4,12 @@ a record shaped as the JSON callback writes it for a canary play and two serial 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from tests.helpers import REPO
+
+sys.path.insert(0, str(REPO / "bench"))
 import patch_window
 
 

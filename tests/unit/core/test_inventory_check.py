@@ -7,6 +7,7 @@ import pytest
 
 from runner.core.errors import UserError
 from runner.core.inventory import resolve_inventory
+from tests.helpers import techops
 
 
 def test_a_valid_yaml_inventory_is_accepted(tmp_path):
@@ -53,36 +54,11 @@ def test_an_inventory_only_ansible_can_judge_fails_the_run_instead_of_running_on
     """An INI inventory Ansible cannot parse: the run fails and is recorded as failed (plain
     ansible-playbook would warn, match no hosts and exit 0)."""
     import json
-    import subprocess
-    import sys
-    from pathlib import Path
 
     inventory = tmp_path / "hosts"
     inventory.write_text("[app\napp1\n")
     ledger = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runner.cli",
-            "run",
-            "site",
-            "-i",
-            str(inventory),
-            "--ledger",
-            ledger,
-        ],
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = techops("run", "site", "-i", str(inventory), "--ledger", ledger)
     assert proc.returncode != 0, proc.stderr
-    listed = subprocess.run(
-        [sys.executable, "-m", "runner.cli", "runs", "--json", "--ledger", ledger],
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    listed = techops("runs", "--json", "--ledger", ledger, check=True)
     assert [run["status"] for run in json.loads(listed.stdout)] == ["failed"]

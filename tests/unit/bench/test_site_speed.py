@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from tests.helpers import REPO
+
+sys.path.insert(0, str(REPO / "bench"))
 import site_speed
 
 

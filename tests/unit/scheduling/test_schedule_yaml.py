@@ -6,7 +6,7 @@ import pytest
 
 from runner.scheduling import notify
 from runner.scheduling.model import ScheduleError, load
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 BASE = """\
 timezone: UTC

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from runner.ledger.store import Ledger, entries
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import techops
 
 
 def audit(*args: str, ledger: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runner.cli", "audit", *args, "--ledger", ledger],
-        cwd=REPO,
-        text=True,
-        capture_output=True,
-        check=False,
-    )
+    return techops("audit", *args, "--ledger", ledger)
 
 
 def seeded(tmp_path: Path, runs: int = 4) -> str:

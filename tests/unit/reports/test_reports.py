@@ -13,39 +13,7 @@ from runner.reports.access import access_review
 from runner.reports.compliance import compliance, compliance_report
 from runner.reports.drill import drill, drill_report
 from runner.reports.run import run_report
-
-
-def add_run(
-    ledger, run_id, hosts, evidence=None, status="successful", playbook="site.yml", check=False
-):
-    ledger.append(
-        "run.started",
-        run_id,
-        {
-            "run_id": run_id,
-            "playbook": playbook,
-            "who": {"kind": "user", "name": "alice"},
-            "inventory": {"source": "inv", "sha256": "0" * 64},
-            "git": {"commit": "abc", "dirty": False},
-            "versions": {},
-            "check": check,
-            "controller": {"host": "ctl"},
-        },
-    )
-    ledger.append(
-        "run.finished",
-        run_id,
-        {
-            "run_id": run_id,
-            "status": status,
-            "rc": 0 if status == "successful" else 2,
-            "hosts": {h: {"outcome": o, "ok": 1} for h, o in hosts.items()},
-            "failed_tasks": [],
-            "changed_tasks": [],
-            "evidence": evidence or {},
-            "events": {"count": 0, "sha256": ""},
-        },
-    )
+from tests.ledgers import add_drill, add_run
 
 
 def test_compliance_per_host(ledger):
@@ -224,41 +192,6 @@ def test_patch_and_drill_evidence_render_as_tables(ledger):
     assert "rebooted (41 s)" in html
     assert "RPO 7200 s over target 3600 s" in html
     assert "7200 s (3600 s)" in html
-
-
-def drill_evidence(**changes):
-    """What dr_drill's result.yml publishes for a passed drill of app1 onto standby1."""
-    return {
-        "source": "app1",
-        "standby": "standby1",
-        "archive": "app1-2026-11-21T01:00:00",
-        "archive_time": "2026-11-21T01:00:00+00:00",
-        "started": "2026-11-21T03:30:00+00:00",
-        "rto_s": 95.2,
-        "rpo_s": 9000.0,
-        "rto_target_s": 900,
-        "rpo_target_s": 93600,
-        "passed": True,
-        "reason": None,
-        "files_verified": 120,
-        "files_total": 120,
-        "mismatches": [],
-        "db_rows": {"appdb.items": 42},
-        "kept": False,
-        **changes,
-    }
-
-
-def add_drill(ledger, run_id, status="successful", check=False, host="standby1", **changes):
-    add_run(
-        ledger,
-        run_id,
-        {host: "ok" if status == "successful" else "failed", "backup1": "ok"},
-        {host: {"drill": drill_evidence(standby=host, **changes)}},
-        status=status,
-        playbook="playbooks/dr_drill.yml",
-        check=check,
-    )
 
 
 def test_drill_report_measures_against_targets_with_the_trend(ledger):

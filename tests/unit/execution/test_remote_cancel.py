@@ -13,8 +13,7 @@ import pytest
 from runner.core.paths import state_dir
 from runner.execution import remote
 from runner.execution.request import RunRequest
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO
 
 
 @pytest.fixture

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+import pytest
 
-
-def techops(*args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runner.cli", *args],
-        cwd=REPO,
-        text=True,
-        capture_output=True,
-        env=env,
-        check=False,
-    )
+from runner.ledger.store import Ledger
+from tests.helpers import techops
+from tests.ledgers import add_drill, add_run
 
 
 def test_missing_playbook_exits_non_zero_with_one_line():
@@ -87,9 +77,6 @@ def test_a_bad_date_is_one_clear_error():
 
 
 def _ledger_with_a_drill(tmp_path) -> str:
-    from runner.ledger.store import Ledger
-    from tests.unit.test_reports import add_drill, add_run
-
     url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
     ledger = Ledger.open(url)
     add_drill(ledger, "20261007T033000Z-aaaaaa")
@@ -127,3 +114,65 @@ def test_report_drill_says_what_is_missing(tmp_path):
     proc = techops("report", "compliance", "20261104T", "--ledger", url)
     assert proc.returncode == 5
     assert "only 'drill' takes a run id" in proc.stderr
+
+
+def one_line_refusal(proc, exit_code: int, says: str) -> None:
+    assert proc.returncode == exit_code, proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert says in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("forks", ["0", "-3"])
+def test_forks_below_one_are_refused_before_anything_runs(tmp_path, forks):
+    ledger = tmp_path / "ledger.sqlite3"
+    proc = techops(
+        "run", "site", "-i", "localhost,", "-f", forks, "--ledger", f"sqlite:///{ledger}"
+    )
+    one_line_refusal(proc, 5, f"-f/--forks must be at least 1 (got {forks})")
+    assert not ledger.exists()  # nothing started, nothing recorded
+
+
+@pytest.mark.parametrize("count", ["0", "-2"])
+def test_a_listing_of_zero_or_fewer_starts_is_refused(count):
+    proc = techops("schedule", "list", "--count", count)
+    one_line_refusal(proc, 5, f"--count must be at least 1 (got {count})")
+
+
+@pytest.mark.parametrize("last", ["0", "-1"])
+def test_runs_last_needs_a_positive_count(tmp_path, last):
+    url = _ledger_with_a_drill(tmp_path)
+    proc = techops("runs", "--last", last, "--ledger", url)
+    one_line_refusal(proc, 5, f"--last must be at least 1 (got {last})")
+
+
+def test_runs_last_applies_to_the_json_listing_too(tmp_path):
+    url = _ledger_with_a_drill(tmp_path)
+    proc = techops("runs", "--last", "2", "--json", "--ledger", url)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["run_id"] for r in json.loads(proc.stdout)] == [
+        "20261104T033000Z-bbbbbb",
+        "20261105T000000Z-cccccc",
+    ]
+
+
+def test_until_before_since_is_refused(tmp_path):
+    url = _ledger_with_a_drill(tmp_path)
+    proc = techops("runs", "--since", "2026-11-05", "--until", "2026-11-04", "--ledger", url)
+    one_line_refusal(proc, 5, "--until 2026-11-04 is before --since 2026-11-05")
+    # The same day for both is that whole day, not an empty range.
+    listed = json.loads(techops("runs", "--json", "--ledger", url, check=True).stdout)
+    day = listed[-1]["started"][:10]
+    proc = techops("runs", "--since", day, "--until", day, "--ledger", url)
+    assert proc.returncode == 0, proc.stderr
+    assert "20261105T000000Z-cccccc" in proc.stdout
+
+
+def test_a_report_into_a_missing_directory_is_refused_before_it_is_made(tmp_path):
+    url = _ledger_with_a_drill(tmp_path)
+    target = tmp_path / "no" / "such" / "report.html"
+    proc = techops("report", "compliance", "-o", str(target), "--ledger", url)
+    one_line_refusal(proc, 5, f"directory {target.parent} does not exist (create it first)")
+    assert not (tmp_path / "no").exists()
+    proc = techops("report", "compliance", "-o", str(tmp_path), "--ledger", url)
+    one_line_refusal(proc, 5, "is a directory: give a file name")

@@ -1,0 +1,71 @@
+"""Ledgers seeded with runs, as the recorder writes them, for the report and CLI tests."""
+
+from __future__ import annotations
+
+
+def add_run(
+    ledger, run_id, hosts, evidence=None, status="successful", playbook="site.yml", check=False
+):
+    ledger.append(
+        "run.started",
+        run_id,
+        {
+            "run_id": run_id,
+            "playbook": playbook,
+            "who": {"kind": "user", "name": "alice"},
+            "inventory": {"source": "inv", "sha256": "0" * 64},
+            "git": {"commit": "abc", "dirty": False},
+            "versions": {},
+            "check": check,
+            "controller": {"host": "ctl"},
+        },
+    )
+    ledger.append(
+        "run.finished",
+        run_id,
+        {
+            "run_id": run_id,
+            "status": status,
+            "rc": 0 if status == "successful" else 2,
+            "hosts": {h: {"outcome": o, "ok": 1} for h, o in hosts.items()},
+            "failed_tasks": [],
+            "changed_tasks": [],
+            "evidence": evidence or {},
+            "events": {"count": 0, "sha256": ""},
+        },
+    )
+
+
+def drill_evidence(**changes):
+    """What dr_drill's result.yml publishes for a passed drill of app1 onto standby1."""
+    return {
+        "source": "app1",
+        "standby": "standby1",
+        "archive": "app1-2026-11-21T01:00:00",
+        "archive_time": "2026-11-21T01:00:00+00:00",
+        "started": "2026-11-21T03:30:00+00:00",
+        "rto_s": 95.2,
+        "rpo_s": 9000.0,
+        "rto_target_s": 900,
+        "rpo_target_s": 93600,
+        "passed": True,
+        "reason": None,
+        "files_verified": 120,
+        "files_total": 120,
+        "mismatches": [],
+        "db_rows": {"appdb.items": 42},
+        "kept": False,
+        **changes,
+    }
+
+
+def add_drill(ledger, run_id, status="successful", check=False, host="standby1", **changes):
+    add_run(
+        ledger,
+        run_id,
+        {host: "ok" if status == "successful" else "failed", "backup1": "ok"},
+        {host: {"drill": drill_evidence(standby=host, **changes)}},
+        status=status,
+        playbook="playbooks/dr_drill.yml",
+        check=check,
+    )
