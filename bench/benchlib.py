@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -61,7 +62,7 @@ def adhoc(common: list[str], host: str, module: str, args: str, become: bool = F
     return next(iter(record["plays"][0]["tasks"][0]["hosts"].values()))
 
 
-def inventory_var(common: list[str], name: str, host: str = "all") -> object:
+def inventory_var(common: list[str], name: str, host: str = "all") -> Any:
     """The value of an inventory variable for a host (the first one for a group)."""
     return adhoc(common, host, "ansible.builtin.debug", f"var={name}")[name]
 

@@ -39,7 +39,7 @@ def drill(common: list[str], keep: bool, extra: dict) -> tuple[float, dict, str,
     """Run the drill; return its restore task's wall time, its task result, the standby
     and the drill evidence the role published."""
     events = playbook(common, "playbooks/dr_drill.yml", {**extra, "dr_drill_keep": keep})
-    drilled = next(iter(evidence(events, "drill").values()), {})
+    drilled: dict = next(iter(evidence(events, "drill").values()), {})
     for play in events["plays"]:
         for task in play["tasks"]:
             if task["task"]["name"].endswith(RESTORE_TASK):

@@ -21,6 +21,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from runner.execution.request import RunRequest, RunResult
 from runner.ledger.recorder import Recorder
@@ -32,7 +33,7 @@ def synthetic_events(hosts: int, tasks: int) -> list[dict]:
     events: list[dict] = []
     counter = 0
 
-    def add(kind: str, **data) -> None:
+    def add(kind: str, **data: Any) -> None:
         nonlocal counter
         counter += 1
         events.append(

@@ -213,9 +213,11 @@ def execute_remote(
                 raise
         finally:
             with contextlib.suppress(OSError):
+                assert worker.stdin is not None
                 worker.stdin.close()
 
     def drain() -> None:
+        assert worker.stderr is not None
         errors.append(worker.stderr.read())
 
     sender = threading.Thread(target=send, daemon=True)

@@ -50,7 +50,7 @@ class _Cancel:
         return self.requested.is_set()
 
     def install(self) -> dict[int, Any]:
-        previous = {}
+        previous: dict[int, Any] = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, self._handle)
         return previous

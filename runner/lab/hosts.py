@@ -22,7 +22,7 @@ from runner.core.errors import UserError
 from runner.core.paths import repo_root, state_dir
 from runner.lab import podman
 from runner.lab.images import RELEASES, build_image, image_name, validate_release
-from runner.lab.podman import require_podman
+from runner.lab.podman import Say, require_podman
 
 LABEL = "techops.lab"
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
@@ -232,7 +232,7 @@ def forget_facts(hostname: str) -> None:
             cached.unlink()
 
 
-def up(lab: Lab, say=print) -> dict[str, str]:
+def up(lab: Lab, say: Say = print) -> dict[str, str]:
     """Create (or complete) the lab and write its inventory. Safe to run again."""
     require_podman()
     image = build_image(lab.release, say=say)
@@ -326,7 +326,7 @@ def write_inventory(lab: Lab, addresses: dict[str, str]) -> None:
     lab.inventory.write_text(header + body)
 
 
-def down(lab: Lab, *, images: bool = False, say=print) -> None:
+def down(lab: Lab, *, images: bool = False, say: Say = print) -> None:
     """Remove what `up` created for this lab, and nothing else."""
     require_podman()
     for name in sorted(_containers(lab)):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from runner.core.errors import UserError
 from runner.lab import podman
-from runner.lab.podman import require_podman
+from runner.lab.podman import Say, require_podman
 
 RELEASES = {"12": "bookworm", "13": "trixie"}
 IMAGE_REPO = "localhost/techops-debian"
@@ -118,7 +118,7 @@ def image_is_current(release: str) -> bool:
     return labels.get(RECIPE_LABEL) == recipe_hash(release)
 
 
-def build_image(release: str, *, force: bool = False, say=print) -> str:
+def build_image(release: str, *, force: bool = False, say: Say = print) -> str:
     """Build the lab's base image for a Debian release with debootstrap, unless cached."""
     validate_release(release)
     require_podman()
@@ -181,7 +181,8 @@ def build_image(release: str, *, force: bool = False, say=print) -> str:
         )
         # Close our end of the pipe: if podman stopped reading early, tar gets SIGPIPE and
         # ends instead of blocking forever on a full pipe.
-        tar.stdout.close()
+        if tar.stdout is not None:
+            tar.stdout.close()
         tar.wait()
         if imp.returncode != 0 or tar.returncode != 0:
             raise UserError(f"podman import of {name} failed: {imp.stderr.strip()}")

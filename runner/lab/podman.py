@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from runner.core.errors import UserError
+
+# Where the lab says what it does: print, or a test's list.
+Say = Callable[[str], object]
 
 
 def run(

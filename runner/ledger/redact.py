@@ -151,7 +151,9 @@ class Redactor:
 
 
 def _no_log_stub(value: dict[str, Any]) -> dict[str, Any]:
-    keep = {k: value[k] for k in ("changed", "failed", "skipped", "unreachable") if k in value}
+    keep: dict[str, Any] = {
+        k: value[k] for k in ("changed", "failed", "skipped", "unreachable") if k in value
+    }
     return {**keep, "censored": "output hidden: no_log is set for this result"}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Set
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ DEFAULT_KEEP_DAYS = 30
 
 @dataclass(frozen=True)
 class Policy:
-    keep_runs: int | None = DEFAULT_KEEP_RUNS
+    keep_runs: float | None = DEFAULT_KEEP_RUNS
     keep_days: float | None = DEFAULT_KEEP_DAYS
 
     @classmethod
@@ -49,7 +50,7 @@ class Policy:
 
 
 def prune_artifacts(
-    runs_dir: Path, policy: Policy, *, keep: set[str] = frozenset(), now: float | None = None
+    runs_dir: Path, policy: Policy, *, keep: Set[str] = frozenset(), now: float | None = None
 ) -> list[str]:
     """Remove run directories the policy no longer keeps. Returns the removed run ids."""
     if not runs_dir.is_dir():

@@ -22,11 +22,11 @@ import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidSignature
@@ -38,6 +38,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from runner.core.errors import UserError
 from runner.core.paths import state_dir
+
+T = TypeVar("T")
 
 GENESIS = "0" * 64
 LOCK_TIMEOUT_S = 30
@@ -451,7 +453,7 @@ class Ledger:
         return [dict(r._mapping) for r in self._guard("read", lambda: self._fetch(query))]
 
     # ------------------------------------------------------------------ errors
-    def _guard(self, action: str, work):
+    def _guard(self, action: str, work: Callable[[], T]) -> T:
         """Turn database failures into one clear line; the transaction is rolled back."""
         try:
             return work()
@@ -505,7 +507,7 @@ def _sqlite_engine(url: sa.engine.URL) -> Engine:
     engine = sa.create_engine(url, connect_args={"timeout": LOCK_TIMEOUT_S})
 
     @sa_event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record) -> None:
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {LOCK_TIMEOUT_S * 1000}")
@@ -518,7 +520,7 @@ def _sqlite_engine(url: sa.engine.URL) -> Engine:
         cursor.close()
 
     @sa_event.listens_for(engine, "begin")
-    def _on_begin(conn) -> None:
+    def _on_begin(conn: Any) -> None:
         # pysqlite's own transaction handling is off (isolation_level None): say BEGIN
         # here. Writers take the write lock at once (IMMEDIATE), so that reading the head
         # and appending after it can never interleave with another writer.

@@ -93,7 +93,7 @@ def run_job(
                 running=running,
                 already_fired=_fired_run(earlier),
             )
-            if decision.action == "skip" and earlier:
+            if decision.action == "skip" and earlier and due is not None:
                 # A second caller for a due time already decided: no second skip entry,
                 # no second notification.
                 print(

@@ -54,6 +54,8 @@ def maintenance() -> ModuleType:
         if not path.is_file():
             raise UserError(f"{path} not found: TECHOPS_ROOT must point at the repository")
         spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise UserError(f"{path} cannot be loaded as Python")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         try:

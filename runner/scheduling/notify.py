@@ -98,7 +98,11 @@ def _validate_email(email: Any, where: str) -> list[str]:
 
 
 def _kind(value: Any) -> str:
-    return {list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return type(value).__name__
 
 
 def send(config: dict[str, Any], event: str, payload: dict[str, Any]) -> list[dict[str, Any]]:

@@ -96,7 +96,7 @@ def serve(
     children: list[Any] = []
     try:
         schedules = load(path)
-        mtime = path.stat().st_mtime
+        mtime: float | None = path.stat().st_mtime
         print(f"scheduler: {len(schedules.jobs)} job(s) from {path}", flush=True)
         now = clock()
         # Catch up: each job's last due time, once; the gate applies the misfire grace
