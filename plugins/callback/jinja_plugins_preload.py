@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: (c) 2026, TechOps
+# SPDX-License-Identifier: LicenseRef-Proprietary
 """Load the Jinja filters and tests once in the controller, before Ansible forks its workers."""
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ description:
     them already loaded.
   - It changes no result and prints nothing. Enabled in the repository's ansible.cfg.
 author:
-  - TechOps
+  - TechOps (!UNKNOWN)
 """
 
 from ansible.plugins.callback import CallbackBase  # noqa: E402
@@ -35,7 +37,7 @@ class CallbackModule(CallbackBase):
         # all() fills the loaders' cache of legacy (non-collection) plugins on first use and
         # returns at once afterwards; adding a plugin directory (a role's) empties it again.
         for loader in (filter_loader, test_loader):
-            for _ in loader.all():
+            for _plugin in loader.all():
                 pass
 
     def v2_playbook_on_task_start(self, task, is_conditional) -> None:

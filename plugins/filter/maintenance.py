@@ -1,3 +1,5 @@
+# Copyright: (c) 2026, TechOps
+# SPDX-License-Identifier: LicenseRef-Proprietary
 """Maintenance windows and change freezes: when may a change start on a host?
 
 The data is the `windows` and `freezes` of the repository's schedules.yml. The same code
@@ -179,7 +181,7 @@ class Recurrence:
         local = moment.astimezone(self.tz).replace(tzinfo=None)
         # Step back a little so that a start in a DST gap or fold is not skipped.
         probe = local - timedelta(hours=3)
-        for _ in range(1000):
+        for _attempt in range(1000):
             nxt = self._next_naive(probe)
             if nxt is None:
                 return None

@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: (c) 2026, TechOps
+# SPDX-License-Identifier: LicenseRef-Proprietary
 """Filters of the patch role: what to upgrade, what changed, health, and the report's summary.
 
 Input is what the role's modules return (apt_pending_updates' `apt_pending_updates` facts

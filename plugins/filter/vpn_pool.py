@@ -1,3 +1,5 @@
+# Copyright: (c) 2026, TechOps
+# SPDX-License-Identifier: LicenseRef-Proprietary
 """Filters of the access roles (vpn, mfa): tunnel addresses from a pool, and evidence.
 
 Tunnel addresses for WireGuard peers are taken from an address pool.
@@ -19,32 +21,8 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-DOCUMENTATION = r"""
-name: vpn_pool
-short_description: Assign tunnel addresses from a pool
-description:
-  - Returns a dictionary of entry name to tunnel address (without prefix length).
-  - Entries are names, or dictionaries with C(name) and an optional pinned C(address).
-  - Entries take the free host addresses of the pool in list order, skipping C(reserved)
-    addresses and addresses pinned by other entries.
-  - Fails with a clear message on duplicate names, pinned addresses outside the pool or used
-    twice, and when the pool has no free address left.
-options:
-  _input:
-    description: The entries.
-    type: list
-    elements: raw
-    required: true
-  pool:
-    description: The pool, as a network in CIDR notation (IPv4 or IPv6).
-    type: str
-    required: true
-  reserved:
-    description: Addresses never handed out (the gateways' own addresses).
-    type: list
-    elements: str
-    default: []
-"""
+# Each filter's documentation (ansible-doc -t filter NAME) is in NAME.yml next to this file:
+# Ansible would give a DOCUMENTATION string here to every filter of the file.
 
 
 def _network(pool: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -103,7 +81,7 @@ def vpn_pool(entries: Any, pool: str, reserved: Iterable[str] | None = None) -> 
         names.append(name)
         if address:
             try:
-                pinned[name] = ipaddress.ip_address(str(address).split("/")[0])
+                pinned[name] = ipaddress.ip_address(str(address).split("/", 1)[0])
             except ValueError as exc:
                 raise AnsibleFilterError(
                     f"vpn_pool: address {address!r} of {name!r} is not an address"
@@ -112,7 +90,7 @@ def vpn_pool(entries: Any, pool: str, reserved: Iterable[str] | None = None) -> 
     taken: dict[Any, str] = {}
     for item in reserved or []:
         try:
-            taken[ipaddress.ip_address(str(item).split("/")[0])] = "(reserved)"
+            taken[ipaddress.ip_address(str(item).split("/", 1)[0])] = "(reserved)"
         except ValueError as exc:
             raise AnsibleFilterError(
                 f"vpn_pool: reserved address {item!r} is not an address"
@@ -152,7 +130,7 @@ def vpn_pool(entries: Any, pool: str, reserved: Iterable[str] | None = None) -> 
 def vpn_address_in(address: str, networks: Iterable[str]) -> bool:
     """Whether an address lies in one of the networks (addresses or CIDRs)."""
     try:
-        ip = ipaddress.ip_address(str(address).split("%")[0])
+        ip = ipaddress.ip_address(str(address).split("%", 1)[0])
     except ValueError:
         return False
     for network in networks or []:

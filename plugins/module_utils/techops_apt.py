@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: (c) 2026, TechOps
+# SPDX-License-Identifier: LicenseRef-Proprietary
 """Reading apt and dpkg state on Debian hosts, shared by apt_pending_updates,
 reboot_required and dpkg_installed.
 
@@ -45,7 +47,7 @@ C_ENV = {"LANG": "C", "LC_ALL": "C", "LANGUAGE": ""}
 
 def parse_release(text: str) -> dict:
     """One release of an Inst line: {origin, version, archive}."""
-    origin, _, rest = text.strip().partition(":")
+    origin, _sep, rest = text.strip().partition(":")
     version, slash, archive = rest.partition("/")
     if not slash:
         version, archive = "", rest
@@ -257,8 +259,8 @@ def _compare_part(a: str, b: str) -> int:
 
 
 def _split_version(version: str):
-    epoch, _, rest = version.partition(":") if ":" in version else ("0", "", version)
-    upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "0")
+    epoch, _sep, rest = version.partition(":") if ":" in version else ("0", "", version)
+    upstream, _sep, revision = rest.rpartition("-") if "-" in rest else (rest, "", "0")
     return int(epoch or 0), upstream, revision
 
 

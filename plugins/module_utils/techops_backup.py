@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Copyright: (c) 2026, TechOps
+# SPDX-License-Identifier: LicenseRef-Proprietary
 """Pure functions shared by the backup modules: borg's listings, manifests, repository rollback.
 
 Kept free of AnsibleModule so that tests/unit/test_backup_*.py can call them directly.
@@ -208,7 +210,7 @@ def plan_rollback(transactions, segments, to=None, after=0):
     deleting an archive deletes at least its metadata too.
     Returns {last_good, dropped: [(id, time)], segments: [numbers to remove], reason}.
     """
-    ids = [tid for tid, _ in transactions]
+    ids = [tid for tid, _when in transactions]
     if to is not None:
         if to not in ids:
             raise ValueError("transaction %d is not in the repository's transaction log" % to)
@@ -242,7 +244,7 @@ def plan_rollback(transactions, segments, to=None, after=0):
 def read_repository_id(config_text):
     """The `id` of a borg repository from its `config` file."""
     for line in config_text.splitlines():
-        key, _, value = line.partition("=")
+        key, _sep, value = line.partition("=")
         if key.strip() == "id":
             return value.strip()
     return ""

@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: (c) 2026, TechOps
+# SPDX-License-Identifier: LicenseRef-Proprietary
 """The updates apt would install on this host, as facts."""
 
 from __future__ import absolute_import, division, print_function
@@ -23,7 +25,7 @@ description:
     versions before and after an upgrade.
 version_added: "1.0.0"
 author:
-  - TechOps
+  - TechOps (!UNKNOWN)
 options:
   security_patterns:
     description:
@@ -56,8 +58,10 @@ attributes:
     description: The module only reads; it runs the same in check mode.
   diff_mode:
     support: none
+    description: The module changes nothing on the host, so it has no diff to show.
   facts:
     support: full
+    description: Returns C(ansible_facts.apt_pending_updates), which updates the host's facts.
 notes:
   - Debian and its derivatives only (apt and dpkg).
 """

@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: (c) 2026, TechOps
+# SPDX-License-Identifier: LicenseRef-Proprietary
 """Check restored files against the manifest written at backup time."""
 
 from __future__ import absolute_import, division, print_function
@@ -19,7 +21,7 @@ description:
   - Only reads.
 version_added: "1.0.0"
 author:
-  - TechOps
+  - TechOps (!UNKNOWN)
 options:
   manifest:
     description: The manifest file (as restored).
@@ -39,6 +41,7 @@ attributes:
     description: The module only reads; it runs the same in check mode.
   diff_mode:
     support: none
+    description: The module changes nothing on the host, so it has no diff to show.
 """
 
 EXAMPLES = r"""

@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: (c) 2026, TechOps
+# SPDX-License-Identifier: LicenseRef-Proprietary
 """The archives of a borg repository, and when the latest was made."""
 
 from __future__ import absolute_import, division, print_function
@@ -19,7 +21,7 @@ description:
   - Only reads; the repository is never changed.
 version_added: "1.0.0"
 author:
-  - TechOps
+  - TechOps (!UNKNOWN)
 options:
   repository:
     description:
@@ -31,6 +33,10 @@ options:
       - A command that prints the passphrase (C(BORG_PASSCOMMAND)),
         for example C(cat /etc/techops-backup/passphrase).
       - Preferred to I(passphrase), since the secret never passes through Ansible.
+      - The command is not a secret itself, so it is not hidden from logs (C(no_log=false));
+        hiding it would only mask every occurrence of the command in the output and the
+        error messages. Never write the passphrase itself into it (C(echo SECRET)); use
+        I(passphrase) for that.
     type: str
   passphrase:
     description: The passphrase itself (C(BORG_PASSPHRASE)).
@@ -70,6 +76,7 @@ attributes:
     description: The module only reads; it runs the same in check mode.
   diff_mode:
     support: none
+    description: The module changes nothing in the repository, so it has no diff to show.
 """
 
 EXAMPLES = r"""
@@ -174,7 +181,9 @@ def main():
     module = AnsibleModule(
         argument_spec={
             "repository": {"type": "str", "required": True},
-            "passcommand": {"type": "str"},
+            # A command that prints the passphrase (e.g. cat FILE), not the secret: logging it
+            # is safe, and no_log would mask the command wherever it appears in the output.
+            "passcommand": {"type": "str", "no_log": False},
             "passphrase": {"type": "str", "no_log": True},
             "rsh": {"type": "str"},
             "base_dir": {"type": "path"},

@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: (c) 2026, TechOps
+# SPDX-License-Identifier: LicenseRef-Proprietary
 """Roll an append-only borg repository back to its last good transaction."""
 
 from __future__ import absolute_import, division, print_function
@@ -27,7 +29,7 @@ description:
     after a compaction in normal mode, which makes deletions permanent.
 version_added: "1.0.0"
 author:
-  - TechOps
+  - TechOps (!UNKNOWN)
 options:
   path:
     description:
@@ -52,6 +54,9 @@ attributes:
     description: In check mode (the dry run) it only reports what it would remove.
   diff_mode:
     support: none
+    description:
+      - No diff is returned; RV(removed) and RV(dropped_transactions) list what is removed
+        (in check mode, what would be removed).
 """
 
 EXAMPLES = r"""

@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: (c) 2026, TechOps
+# SPDX-License-Identifier: LicenseRef-Proprietary
 """Which of a list of Debian packages dpkg has installed, without opening apt's cache."""
 
 from __future__ import absolute_import, division, print_function
@@ -22,7 +24,7 @@ description:
   - Only reads; nothing on the host changes.
 version_added: "1.0.0"
 author:
-  - TechOps
+  - TechOps (!UNKNOWN)
 options:
   name:
     description:
@@ -40,6 +42,7 @@ attributes:
     description: The module only reads; it runs the same in check mode.
   diff_mode:
     support: none
+    description: The module changes nothing on the host, so it has no diff to show.
 """
 
 EXAMPLES = r"""

@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: (c) 2026, TechOps
+# SPDX-License-Identifier: LicenseRef-Proprietary
 """Whether this host needs a reboot, and why."""
 
 from __future__ import absolute_import, division, print_function
@@ -17,7 +19,7 @@ description:
   - Only reads; C(/run) is emptied by the reboot itself.
 version_added: "1.0.0"
 author:
-  - TechOps
+  - TechOps (!UNKNOWN)
 options:
   check_kernel:
     description:
@@ -39,6 +41,7 @@ attributes:
     description: The module only reads; it runs the same in check mode.
   diff_mode:
     support: none
+    description: The module changes nothing on the host, so it has no diff to show.
 """
 
 EXAMPLES = r"""

@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: (c) 2026, TechOps
+# SPDX-License-Identifier: LicenseRef-Proprietary
 """Per-user TOTP secret files for pam_google_authenticator, generated on the host."""
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ description:
     rotated, so that the play can hand them to the user once. Run the task with
     C(no_log) set, since the result holds the secret then.
 version_added: "0.1.0"
-author: TechOps
+author:
+  - TechOps (!UNKNOWN)
 options:
   path:
     description: The secret file, e.g. C(/var/lib/techops-mfa/alice).
@@ -213,7 +216,7 @@ def new_secret():
 
 def new_scratch_codes(count):
     # Eight digits without a leading zero, as google-authenticator writes them.
-    return [str(10_000_000 + secrets.randbelow(90_000_000)) for _ in range(count)]
+    return [str(10_000_000 + secrets.randbelow(90_000_000)) for _code in range(count)]
 
 
 def otpauth_uri(secret, label, issuer):
