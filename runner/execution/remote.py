@@ -50,7 +50,7 @@ PROJECT_PARTS = (
     "roles",
     "plugins",
     "schedules.yml",
-    "requirements.yml",
+    "collections/requirements.yml",
     "tests/fixtures/playbooks",
 )
 

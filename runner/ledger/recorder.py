@@ -69,7 +69,8 @@ def versions(root: Path) -> dict[str, Any]:
             found[dist] = None
     collections: dict[str, str | None] = {}
     try:
-        wanted = yaml.safe_load((root / "requirements.yml").read_text()).get("collections", [])
+        requirements = root / "collections" / "requirements.yml"
+        wanted = yaml.safe_load(requirements.read_text()).get("collections", [])
     except (OSError, AttributeError, yaml.YAMLError):
         wanted = []
     try:

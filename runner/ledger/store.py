@@ -200,7 +200,13 @@ class Ledger:
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> Ledger:
-        parsed = sa.engine.make_url(url)
+        try:
+            parsed = sa.engine.make_url(url)
+        except sa.exc.ArgumentError:
+            hint = f"sqlite:///{Path(url).resolve()}" if "://" not in url else "sqlite:///PATH"
+            raise UserError(
+                f"ledger {url!r} is not a database URL: use {hint} or postgresql://USER@HOST/DB"
+            ) from None
         if parsed.get_backend_name() == "sqlite":
             engine = _sqlite_engine(parsed)
         elif parsed.get_backend_name() == "postgresql":

@@ -70,6 +70,14 @@ def test_an_unknown_ledger_url_is_refused(tmp_path):
     assert "unsupported ledger URL" in proc.stderr
 
 
+def test_a_ledger_given_as_a_path_says_which_url_to_give(tmp_path):
+    proc = techops("runs", "--ledger", str(tmp_path / "ledger.sqlite3"))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert f"use sqlite:///{tmp_path / 'ledger.sqlite3'}" in proc.stderr
+    assert not (tmp_path / "ledger.sqlite3").exists()
+
+
 def test_a_bad_date_is_one_clear_error():
     proc = techops("runs", "--since", "last tuesday", "--ledger", "sqlite:///:memory:")
     assert proc.returncode == 1
