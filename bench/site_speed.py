@@ -31,9 +31,7 @@ BIN = Path(sys.executable).parent
 
 DEFAULTS_CFG = """[defaults]
 roles_path = {repo}/roles
-library = {repo}/plugins/modules
-module_utils = {repo}/plugins/module_utils
-filter_plugins = {repo}/plugins/filter
+collections_path = {repo}/collections
 """
 
 

@@ -48,9 +48,12 @@ PROJECT_PARTS = (
     "ansible.cfg",
     "playbooks",
     "roles",
-    "plugins",
-    "schedules.yml",
+    "plugins",  # a link into the collection below, sent as a link
     "collections/requirements.yml",
+    "collections/ansible_collections/techops/ops/galaxy.yml",
+    "collections/ansible_collections/techops/ops/meta",
+    "collections/ansible_collections/techops/ops/plugins",
+    "schedules.yml",
     "tests/fixtures/playbooks",
 )
 
@@ -132,7 +135,10 @@ def stage(run_id: str, playbook: Path, inventory: str) -> tuple[Path, str, str]:
     for part in PROJECT_PARTS:
         source = root / part
         target = project / part
-        if source.is_dir():
+        if source.is_symlink():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(os.readlink(source))
+        elif source.is_dir():
             shutil.copytree(
                 source,
                 target,

@@ -229,8 +229,10 @@ def test_repository_id_is_read_from_the_config():
 def test_module_documentation_is_yaml(name, monkeypatch):
     import yaml
 
-    # The modules import module_utils the way Ansible packages them.
-    monkeypatch.setitem(sys.modules, "ansible.module_utils.techops_backup", utils)
+    # The modules import module_utils by their collection names.
+    monkeypatch.setitem(
+        sys.modules, "ansible_collections.techops.ops.plugins.module_utils.techops_backup", utils
+    )
     module = load_plugin(f"plugins/modules/{name}.py")
     assert isinstance(module, types.ModuleType)
     for block in (module.DOCUMENTATION, module.EXAMPLES, module.RETURN):

@@ -96,7 +96,9 @@ def test_specs_dpkg_cannot_answer_exactly_are_refused(spec):
 def test_module_documentation_is_yaml(monkeypatch):
     import yaml
 
-    monkeypatch.setitem(sys.modules, "ansible.module_utils.techops_apt", apt)
+    monkeypatch.setitem(
+        sys.modules, "ansible_collections.techops.ops.plugins.module_utils.techops_apt", apt
+    )
     module = load_plugin("plugins/modules/dpkg_installed.py")
     for block in (module.DOCUMENTATION, module.EXAMPLES, module.RETURN):
         assert yaml.safe_load(block)
@@ -124,7 +126,7 @@ def run_module(args: str) -> dict:
             "-c",
             "local",
             "-m",
-            "dpkg_installed",
+            "techops.ops.dpkg_installed",
             "-a",
             args,
             "-e",

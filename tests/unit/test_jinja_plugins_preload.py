@@ -15,8 +15,7 @@ from tests.helpers import REPO, load_plugin
 def loaders():
     from ansible.plugins.loader import filter_loader, init_plugin_loader, test_loader
 
-    init_plugin_loader()
-    filter_loader.add_directory(str(REPO / "plugins" / "filter"))
+    init_plugin_loader([str(REPO / "collections")])
     # Adding a directory (as Ansible does for each role) empties the loaders' caches.
     for loader in (filter_loader, test_loader):
         loader._clear_caches()
@@ -28,8 +27,8 @@ def test_the_callback_loads_filters_and_tests_before_a_fork(loaders):
     callback = load_plugin("plugins/callback/jinja_plugins_preload.py").CallbackModule()
     assert not filter_loader._cached_non_collection_wrappers
     callback.v2_playbook_on_task_start(task=None, is_conditional=False)
-    # The site's own filters and ansible-core's are loaded once, in this process...
-    assert "techops_maintenance_status" in filter_loader._cached_non_collection_wrappers
+    # ansible-core's filters and tests and the collection's filter files are loaded once,
+    # in this process...
     assert "ansible.builtin.to_json" in filter_loader._cached_non_collection_wrappers
     assert "ansible.builtin.match" in test_loader._cached_non_collection_wrappers
     # ...so a forked worker finds them loaded, and loads no plugin file itself.
@@ -39,7 +38,9 @@ def test_the_callback_loads_filters_and_tests_before_a_fork(loaders):
         os.close(read)
         loaded = []
         filter_loader._load_module_source = lambda *a, **k: loaded.append(a) or None
-        filter_loader.get("techops_maintenance_status")
+        assert filter_loader.get("techops.ops.techops_maintenance_status") is not None
+        assert filter_loader.get("techops.ops.vpn_pool_address") is not None
+        assert filter_loader.get("ansible.builtin.to_json") is not None
         os.write(write, str(len(loaded)).encode())
         os._exit(0)
     os.close(write)

@@ -129,8 +129,6 @@ def playbook():
             {
                 "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
                 "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-                "ANSIBLE_LIBRARY": str(REPO / "plugins" / "modules"),
-                "ANSIBLE_MODULE_UTILS": str(REPO / "plugins" / "module_utils"),
                 "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
                 "ANSIBLE_SHOW_CUSTOM_STATS": "true",
                 "ANSIBLE_HOST_KEY_CHECKING": "false",
@@ -164,8 +162,6 @@ def adhoc():
         env.update(
             {
                 "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-                "ANSIBLE_LIBRARY": str(REPO / "plugins" / "modules"),
-                "ANSIBLE_MODULE_UTILS": str(REPO / "plugins" / "module_utils"),
                 "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
                 "ANSIBLE_LOAD_CALLBACK_PLUGINS": "true",
                 "ANSIBLE_HOST_KEY_CHECKING": "false",

@@ -134,7 +134,9 @@ def test_manifest_verification_names_every_changed_or_missing_file(adhoc):
     )
     assert tamper.returncode == 0, tamper.stderr
     result = adhoc(
-        STANDBY, "backup_manifest_verify", "manifest=/var/lib/techops-backup/manifest/manifest.json"
+        STANDBY,
+        "techops.ops.backup_manifest_verify",
+        "manifest=/var/lib/techops-backup/manifest/manifest.json",
     )
     assert result["failed"] is True
     assert result["passed"] is False
