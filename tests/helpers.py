@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -40,3 +41,17 @@ def load_plugin(relative: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up while it loads
     spec.loader.exec_module(module)
     return module
+
+
+def container_address(name: str) -> str:
+    """A podman container's IPv4 address on its network (molecule instances, lab hosts)."""
+    out = subprocess.run(
+        ["podman", "inspect", "--format", "{{json .NetworkSettings.Networks}}", name],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    for network in json.loads(out).values():
+        if network.get("IPAddress"):
+            return str(network["IPAddress"])
+    raise AssertionError(f"container {name} has no address on a podman network")

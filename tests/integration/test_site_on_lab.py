@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
+import sys
+from pathlib import Path
 
 import yaml
 
-from tests.helpers import techops
+from tests.helpers import REPO, techops
 
 from .conftest import LAB, ansible_output
 
@@ -55,6 +59,33 @@ def test_site_converges_then_changes_nothing(lab_inventory):
         ][:5]
 
 
+def test_ansible_navigator_runs_the_site_on_the_lab(lab_inventory, tmp_path):
+    """ansible-navigator with the repository's settings (ansible-navigator.yml): stdout
+    mode, no execution environment, and no playbook artifact (it would keep every event
+    unredacted)."""
+    before = set(REPO.rglob("*-artifact-*.json"))
+    bindir = str(Path(sys.executable).parent)
+    proc = subprocess.run(
+        [f"{bindir}/ansible-navigator", "run", "playbooks/site.yml", "-i", str(lab_inventory)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1200,
+        env={
+            **os.environ,
+            "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+            "XDG_CACHE_HOME": str(tmp_path),
+        },
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    recap = dict(re.findall(r"^(\S+)\s+: (ok=.*)$", proc.stdout, re.M))
+    assert len(recap) == 5, proc.stdout[-2000:]
+    for host, counters in recap.items():
+        assert "unreachable=0" in counters and "failed=0" in counters, (host, counters)
+    assert set(REPO.rglob("*-artifact-*.json")) == before
+
+
 def test_check_mode_after_converge_reports_no_changes(lab_inventory):
     proc = techops("run", "site", "-i", str(lab_inventory), "--check", "--json")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -98,16 +129,29 @@ def test_a_backup_then_a_drill_feed_the_compliance_and_access_reports(lab_invent
     site = techops("run", "site", "-i", str(lab_inventory), "--ledger", ledger)
     assert site.returncode == 0, site.stderr[-3000:]
     backup = techops(
-        "run", "backup", "-i", str(lab_inventory), "-e", "backup_run_now=true", "--ledger", ledger
+        "run",
+        "backup",
+        "-i",
+        str(lab_inventory),
+        "-e",
+        "backup_run_now=true",
+        "--ledger",
+        ledger,
+        "--json",
     )
     assert backup.returncode == 0, backup.stderr[-3000:]
+    runs = json.loads(techops("runs", "--json", "--ledger", ledger, check=True).stdout)
+    backup_run = next(r for r in runs if r["run_id"] == _outcome(backup)["run_id"])
+    archived = backup_run["end"]["evidence"]["app1"]["backup"]["archive_time"]
+    assert archived, "the backup run made an archive: its evidence names the archive's time"
     drill = techops("run", "dr_drill", "-i", str(lab_inventory), "--ledger", ledger, "--json")
     assert drill.returncode == 0, drill.stderr[-3000:]
     compliance = json.loads(
         techops("report", "compliance", "--format", "json", "--ledger", ledger).stdout
     )
     hosts = {h["host"]: h for h in compliance["hosts"]}
-    assert hosts["app1"]["last_backup"] is not None
+    # The archive's own time, not the run's: a report may only state what the evidence shows.
+    assert hosts["app1"]["last_backup"] == archived
     assert hosts["standby1"]["drill_passed"] is True
     assert hosts["standby1"]["drill_rto_s"] is not None
     access = json.loads(techops("report", "access", "--format", "json", "--ledger", ledger).stdout)

@@ -36,20 +36,6 @@ SSH_OPTIONS = (
 )
 
 
-def container_address(name: str) -> str:
-    """The container's IPv4 address on the scenario's podman network."""
-    out = subprocess.run(
-        ["podman", "inspect", "--format", "{{json .NetworkSettings.Networks}}", name],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    for network in json.loads(out).values():
-        if network.get("IPAddress"):
-            return str(network["IPAddress"])
-    raise AssertionError(f"container {name} has no address on a podman network")
-
-
 @pytest.fixture(scope="session")
 def gw():
     return testinfra.get_host("podman://access-gw")
@@ -68,7 +54,10 @@ def machines():
 
 def enrolled_secret(user: str) -> str:
     """The TOTP secret from the user's enrolment file (what the user's app would scan)."""
-    text = (ENROLMENT / f"{user}.txt").read_text()
+    path = ENROLMENT / f"{user}.txt"
+    if not path.exists() and (REVOCATION / f"{user}.txt").exists():
+        path = REVOCATION / f"{user}.txt"  # kept by side_effect.yml before it revoked bob
+    text = path.read_text()
     match = re.search(r"^otpauth URI: (otpauth://totp/\S+)$", text, re.MULTILINE)
     assert match, f"no otpauth URI in the enrolment file of {user}"
     return pyotp.parse_uri(match.group(1)).secret
@@ -169,33 +158,48 @@ def controller_address() -> str:
     return str(json.loads(out)[0]["subnets"][0]["gateway"])
 
 
-def run_converge(extra_vars: dict) -> dict:
-    """Run converge.yml again (as molecule does) and return the per-host custom stats."""
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-        # Instead of the scenario's profile_tasks, which would print into the JSON; tree
-        # prints nothing (it writes per-host files, kept in the ephemeral directory).
-        ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.tree",
-        ANSIBLE_CALLBACK_TREE_DIR=str(EPHEMERAL / "revocation-tree"),
-        ANSIBLE_SHOW_CUSTOM_STATS="true",
-        ANSIBLE_FORCE_COLOR="0",
+# The scenario changes state once: its side_effect step revokes bob (side_effect.yml) and
+# keeps what the tests after it need here. verify runs before and after that step; each
+# test says which state it checks (marker `after_revocation`, or none: before it).
+REVOCATION = EPHEMERAL / "revocation"
+
+
+def revoked() -> bool:
+    return (REVOCATION / "run.json").is_file()
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers", "after_revocation: runs in the verify after side_effect.yml revoked bob"
     )
-    result = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            str(SCENARIO / "converge.yml"),
-            "-e",
-            json.dumps(extra_vars),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    output = json.loads(result.stdout)
-    return {"output": result.stdout, "stats": output["custom_stats"]}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    after = revoked()
+    for item in items:
+        if item.get_closest_marker("after_revocation") and not after:
+            item.add_marker(
+                pytest.mark.skip(reason="checks the revocation: runs after the side_effect step")
+            )
+        elif not item.get_closest_marker("after_revocation") and after:
+            item.add_marker(
+                pytest.mark.skip(reason="checks the granted state: ran before the side_effect step")
+            )
+
+
+def handshakes(gw) -> dict[str, int]:
+    out = gw.check_output("wg show wg0 latest-handshakes")
+    return {key: int(epoch) for key, epoch in (line.split() for line in out.splitlines())}
+
+
+def fresh_code(user: str) -> str:
+    """A code no earlier test used: wait for the next time step when needed."""
+    totp = pyotp.TOTP(enrolled_secret(user))
+    code = totp.now()
+    used = getattr(fresh_code, "used", set())
+    while code in used:
+        time.sleep(1)
+        code = totp.now()
+    used.add(code)
+    fresh_code.used = used
+    return code

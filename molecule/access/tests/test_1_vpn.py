@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 
-from conftest import GATEWAY_TUNNEL_ADDRESS, TUNNEL_ADDRESSES, container_address, wait_for_ping
+from conftest import (
+    GATEWAY_TUNNEL_ADDRESS,
+    TUNNEL_ADDRESSES,
+    handshakes,
+    wait_for_ping,
+)
 
-
-def handshakes(gw) -> dict[str, int]:
-    out = gw.check_output("wg show wg0 latest-handshakes")
-    return {key: int(epoch) for key, epoch in (line.split() for line in out.splitlines())}
+from tests.helpers import container_address
 
 
 def test_private_keys_stay_on_the_hosts_readable_by_root_only(gw, internal):

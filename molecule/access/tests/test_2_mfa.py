@@ -5,29 +5,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
-import pyotp
 from conftest import (
     KEYS,
-    container_address,
     current_code,
-    enrolled_secret,
+    fresh_code,
     ssh_login,
 )
 
-
-def fresh_code(user: str) -> str:
-    """A code no earlier test used: wait for the next time step when needed."""
-    totp = pyotp.TOTP(enrolled_secret(user))
-    code = totp.now()
-    used = getattr(fresh_code, "used", set())
-    while code in used:
-        time.sleep(1)
-        code = totp.now()
-    used.add(code)
-    fresh_code.used = used
-    return code
+from tests.helpers import container_address
 
 
 def test_secrets_are_root_only_and_hold_the_configured_options(gw):

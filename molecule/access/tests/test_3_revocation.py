@@ -1,39 +1,48 @@
-"""Revocation: bob deleted from the data, one converge, and bob's peer, secret, account and
-login are gone while alice's tunnel and login keep working. The run's evidence says so.
-(`state: absent` revokes the same way; the lab's integration test uses that form.)"""
+"""Revocation: bob deleted from the data, one converge (the scenario's side_effect step,
+side_effect.yml), and bob's peer, secret, account and login are gone while alice's tunnel
+and login keep working. The run's evidence says so. (`state: absent` revokes the same way;
+the lab's integration test uses that form.)"""
 
 from __future__ import annotations
 
 import json
 
 import pyotp
+import pytest
 from conftest import (
     ENROLMENT,
     GATEWAY_TUNNEL_ADDRESS,
+    REVOCATION,
     TUNNEL_ADDRESSES,
     controller_address,
     enrolled_secret,
-    run_converge,
+    fresh_code,
+    handshakes,
     ssh_login,
     wait_for_ping,
 )
-from test_1_vpn import handshakes
-from test_2_mfa import fresh_code
 
 
+def test_bob_logs_in_through_his_tunnel_before_he_is_revoked(tunnels):
+    before = ssh_login(tunnels["bob"], "bob", fresh_code("bob"))
+    assert before.rc == 0, before.stderr
+
+
+@pytest.mark.after_revocation
 def test_revoked_user_loses_peer_secret_account_and_login(gw, tunnels):
     bob = tunnels["bob"]
     alice = tunnels["alice"]
     bob_key = bob.check_output("wg pubkey < /etc/wireguard/user.key")
     alice_key = alice.check_output("wg pubkey < /etc/wireguard/user.key")
-
-    # Before: bob logs in through his tunnel.
-    before = ssh_login(bob, "bob", fresh_code("bob"))
-    assert before.rc == 0, before.stderr
+    # What side_effect.yml kept before it revoked bob: both secrets, the handshakes, and
+    # the revoking run's record (ansible.builtin.json, with the custom stats).
     secrets = [enrolled_secret("alice"), enrolled_secret("bob")]
-    alice_handshake = handshakes(gw)[alice_key]
-
-    run = run_converge({"access_scenario_revoke": ["bob"]})
+    before = dict(
+        line.split() for line in (REVOCATION / "handshakes-before.txt").read_text().splitlines()
+    )
+    alice_handshake = int(before[alice_key])
+    output = (REVOCATION / "run.json").read_text()
+    run = {"output": output, "stats": json.loads(output)["custom_stats"]}
 
     # The peer is gone from the running interface; alice's stays, with its session.
     assert bob_key not in gw.check_output("wg show wg0 peers")

@@ -7,13 +7,14 @@ scenario's podman network, with the real OpenSSH client.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import container_address
 
 # Made by prepare.yml: admin (the admin users' key), stale (a key the role must remove),
 # lab (the automation account's key).
@@ -35,20 +36,6 @@ SSH_BASE_OPTIONS = [
 ]
 
 SshRunner = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def container_address(name: str) -> str:
-    """Return the container's IPv4 address on its podman network."""
-    out = subprocess.run(
-        ["podman", "inspect", "--format", "{{json .NetworkSettings.Networks}}", name],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    for network in json.loads(out).values():
-        if network.get("IPAddress"):
-            return str(network["IPAddress"])
-    raise AssertionError(f"container {name} has no address on a podman network")
 
 
 @pytest.fixture(scope="module")

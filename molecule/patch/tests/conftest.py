@@ -24,20 +24,6 @@ TARGETS = (CANARY, OTHER)
 FORCE_REASON = "molecule patch scenario: forced outside the window on purpose"
 
 
-def container_address(name: str) -> str:
-    """The container's IPv4 address on its podman network."""
-    out = subprocess.run(
-        ["podman", "inspect", "--format", "{{json .NetworkSettings.Networks}}", name],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    for network in json.loads(out).values():
-        if network.get("IPAddress"):
-            return str(network["IPAddress"])
-    raise AssertionError(f"container {name} has no address on a podman network")
-
-
 def run_record(name: str) -> dict:
     """The ansible.builtin.json record of a side_effect run."""
     return json.loads((RESULTS / f"{name}.json").read_text())

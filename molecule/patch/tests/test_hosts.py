@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import urllib.request
 
-from conftest import CANARY, RESULTS, container_address
+from conftest import CANARY, RESULTS
+
+from tests.helpers import container_address
 
 
 def installed(host, package: str) -> str | None:
