@@ -121,3 +121,28 @@ def test_a_date_that_does_not_exist_is_reported_at_its_freeze(tmp_path):
         f"{path}:5: freezes[0] (f): '2026-13-01' is not a date (YYYY-MM-DD) or an ISO 8601 "
         "date-time (month must be in 1..12)"
     )
+
+
+@pytest.mark.parametrize(
+    ("groups", "listed"),
+    [('"app, db"', "[app, db]"), ('"app:db"', "[app, db]"), ('"app db"', "[app, db]")],
+)
+def test_a_window_s_groups_as_one_string_of_several_names_is_refused(tmp_path, groups, listed):
+    text = BASE.replace(
+        '  - {name: nightly, cron: "0 1 * * *", duration: 2h}',
+        f'  - {{name: nightly, groups: {groups}, cron: "0 1 * * *", duration: 2h}}',
+    )
+    with pytest.raises(ScheduleError) as raised:
+        load(write(tmp_path, text))
+    message = str(raised.value)
+    assert "is not an inventory group name" in message
+    assert f"groups: {listed}" in message
+    assert "schedules.yml:3:" in message  # the window's line
+
+
+def test_a_window_s_groups_as_one_group_name_is_that_group(tmp_path):
+    text = BASE.replace(
+        '  - {name: nightly, cron: "0 1 * * *", duration: 2h}',
+        '  - {name: nightly, groups: app, cron: "0 1 * * *", duration: 2h}',
+    )
+    assert load(write(tmp_path, text)).windows[0].groups == ("app",)

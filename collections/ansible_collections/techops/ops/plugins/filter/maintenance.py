@@ -306,14 +306,25 @@ def _instant(value: object, tz: ZoneInfo, where: str, *, end: bool) -> datetime:
     return moment if moment.tzinfo else localize(moment, tz)
 
 
+# An inventory group name: no separators or pattern characters (a string such as
+# "app, db" or "app:db" would name one group that exists nowhere and match no host).
+_GROUP_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
 def _groups(value: object, where: str) -> tuple[str, ...]:
     if value is None:
         return ("all",)
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list) and all(isinstance(g, str) for g in value):
-        return tuple(value)
-    raise MaintenanceError(f"{where}: groups must be a list of inventory group names")
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(g, str) for g in names):
+        raise MaintenanceError(f"{where}: groups must be a list of inventory group names")
+    for name in names:
+        if not _GROUP_NAME.match(name):
+            parts = [p for p in re.split(r"[\s,:&!]+", name) if p]
+            raise MaintenanceError(
+                f"{where}: groups: {name!r} is not an inventory group name; "
+                f"list the groups: groups: [{', '.join(parts) or '...'}]"
+            )
+    return tuple(names)
 
 
 def parse(data: dict | None) -> tuple[list[Window], list[Freeze]]:
