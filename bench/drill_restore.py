@@ -26,7 +26,7 @@ import argparse
 import shlex
 import statistics
 
-from benchlib import adhoc, evidence, inventory_var, playbook, seconds
+from benchlib import adhoc, evidence, inventory_var, playbook, record_option, recorded, seconds
 
 RESTORE_TASK = "Restore the files from the latest archive"
 DRILL_DIR = "/var/lib/techops-dr-drill"
@@ -98,7 +98,13 @@ def main() -> int:
     parser.add_argument("-e", "--extra-vars", action="append", default=[])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dataset-mib", type=int, default=0, help="add this much data first")
+    record_option(parser)
     args = parser.parse_args()
+    with recorded("drill_restore", enabled=args.record):
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     common = ["-i", args.inventory]
     for extra in args.extra_vars:
         common += ["-e", extra]

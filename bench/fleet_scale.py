@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import yaml
+from benchlib import record_option, recorded
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -154,7 +155,13 @@ def main() -> int:
     parser.add_argument("--hosts", default="50,100,200", help="fleet sizes, comma-separated")
     parser.add_argument("--forks", default="5,20", help="forks settings, comma-separated")
     parser.add_argument("--tasks", type=int, default=6, help="tasks in the play")
+    record_option(parser)
     args = parser.parse_args()
+    with recorded("fleet_scale", enabled=args.record):
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     sizes = [int(n) for n in args.hosts.split(",")]
     forks_list = [int(n) for n in args.forks.split(",")]
     sys.path.insert(0, str(REPO))

@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchlib import record_option, recorded
+
 from runner.execution.request import RunRequest, RunResult
 from runner.ledger.recorder import Recorder
 from runner.ledger.store import Ledger
@@ -123,7 +125,13 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--tasks", type=int, default=10)
     parser.add_argument("--ledger", help="ledger URL (default: a fresh SQLite file)")
+    record_option(parser)
     args = parser.parse_args()
+    with recorded("ledger_ingest", enabled=args.record):
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     events = synthetic_events(args.hosts, args.tasks)
     with tempfile.TemporaryDirectory() as tmp:
         url = args.ledger or f"sqlite:///{Path(tmp) / 'ledger.sqlite3'}"

@@ -25,7 +25,7 @@ import math
 import statistics
 import time
 
-from benchlib import evidence, playbook, seconds
+from benchlib import evidence, playbook, record_option, recorded, seconds
 
 REBOOT_TASK = "Reboot and wait for the host to come back"
 FORCE_REASON = "bench/patch_window.py: sizing the patch window on the lab"
@@ -85,7 +85,13 @@ def main() -> int:
     parser.add_argument(
         "--reboot-s", type=float, default=90.0, help="a real host's reboot time, for the estimate"
     )
+    record_option(parser)
     args = parser.parse_args()
+    with recorded("patch_window", enabled=args.record):
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     common = ["-i", args.inventory]
     # One untimed run first: it applies what updates are pending, so that every timed
     # run does the same work, and warms the SSH control sockets.

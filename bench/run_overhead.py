@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchlib import record_option, recorded
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -37,7 +39,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--playbook", default="tests/fixtures/playbooks/idempotent_probe.yml")
     parser.add_argument("-i", "--inventory", default="inventories/lab/hosts.yml")
+    record_option(parser)
     args = parser.parse_args()
+    with recorded("run_overhead", enabled=args.record):
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     if not (REPO / args.inventory).exists():
         sys.exit(f"bench: inventory {args.inventory} does not exist: run `techops lab up` first")
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import record_option, recorded
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -84,7 +86,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("-i", "--inventory", default="inventories/lab/hosts.yml")
     parser.add_argument("--playbook", default="playbooks/site.yml")
+    record_option(parser)
     args = parser.parse_args()
+    with recorded("site_speed", enabled=args.record):
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     if not (REPO / args.inventory).exists():
         sys.exit(f"bench: {args.inventory} does not exist: run `techops lab up` first")
     with tempfile.TemporaryDirectory() as tmp:
