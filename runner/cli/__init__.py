@@ -7,10 +7,12 @@ import sys
 
 from runner import __version__
 from runner.cli import audit, lab, report, run, runs, schedule, scheduler
-from runner.cli.common import Parser
+from runner.cli.common import Parser, command
 from runner.core.errors import UserError
 
-# One module per command, in the order `techops --help` lists them.
+# One module per command, in the order `techops --help` lists them. Each says what it is
+# (COMMAND, and its docstring for its --help), adds its own arguments (arguments), and
+# checks and runs them (handle).
 COMMANDS = (run, lab, runs, report, audit, schedule, scheduler)
 
 
@@ -18,8 +20,8 @@ def build_parser() -> Parser:
     parser = Parser(prog="techops", description=__doc__)
     parser.add_argument("--version", action="version", version=f"techops {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for command in COMMANDS:
-        command.add_parser(sub)
+    for module in COMMANDS:
+        module.arguments(command(sub, module.COMMAND, module.handle, module.__doc__))
     return parser
 
 

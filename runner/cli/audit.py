@@ -1,4 +1,4 @@
-"""`techops audit`: verify the ledger, sign checkpoints, make the signing key, prune detail."""
+"""Tamper evidence of the ledger."""
 
 from __future__ import annotations
 
@@ -8,37 +8,32 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runner.cli.common import ledger_option, open_ledger
+from runner.cli.common import Command, open_ledger
 from runner.core.dates import parse_date
 from runner.core.errors import UserError
 from runner.ledger.retention import prune_detail
 from runner.ledger.store import Ledger, generate_keypair
 
+COMMAND = Command("audit", "verify the ledger, sign checkpoints", ledger=True)
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    audit = sub.add_parser(
-        "audit",
-        help="verify the ledger, sign checkpoints",
-        description="Tamper evidence of the ledger.",
-    )
-    audit.add_argument("action", choices=["verify", "checkpoint", "keygen", "prune"])
-    audit.add_argument(
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["verify", "checkpoint", "keygen", "prune"])
+    parser.add_argument(
         "--before",
         help="prune: remove stored event detail of runs ended before this date (run records stay)",
     )
-    audit.add_argument(
+    parser.add_argument(
         "--key",
         default=".techops/audit/checkpoint.key",
         help="checkpoint/keygen: the ed25519 signing key (PEM)",
     )
-    audit.add_argument("--public-key", help="verify: check checkpoint signatures with this key")
-    audit.add_argument(
+    parser.add_argument("--public-key", help="verify: check checkpoint signatures with this key")
+    parser.add_argument(
         "--checkpoints",
         help="checkpoint: also append to this file; verify: "
         "checkpoints kept elsewhere (JSON lines) to check against",
     )
-    ledger_option(audit)
-    audit.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:

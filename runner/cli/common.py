@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -20,6 +22,31 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(RC_BAD_OPTIONS, f"{self.prog}: error: {message}\n")
+
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+@dataclass(frozen=True)
+class Command:
+    """What a command module says of itself; its docstring is the head of its --help."""
+
+    name: str
+    summary: str  # its line in `techops --help`
+    ledger: bool = False  # it takes --ledger
+
+
+def command(
+    sub: argparse._SubParsersAction, spec: Command, handler: Handler, description: str | None
+) -> argparse.ArgumentParser:
+    """A command's parser, before the command module adds its own arguments."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        spec.name, help=spec.summary, description=description
+    )
+    parser.set_defaults(handler=handler)
+    if spec.ledger:
+        ledger_option(parser)
+    return parser
 
 
 def ledger_option(parser: argparse.ArgumentParser) -> None:

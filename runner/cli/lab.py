@@ -1,25 +1,22 @@
-"""`techops lab`: the local lab of podman systemd hosts (a tool beside the product)."""
+"""Create, inspect and remove the local lab."""
 
 from __future__ import annotations
 
 import argparse
 
+from runner.cli.common import Command
 from runner.lab import hosts, images
 
+COMMAND = Command("lab", "the local lab of podman systemd hosts")
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    lab = sub.add_parser(
-        "lab",
-        help="the local lab of podman systemd hosts",
-        description="Create, inspect and remove the local lab.",
-    )
-    lab.add_argument("action", choices=["up", "down", "status", "build"])
-    lab.add_argument("--name", default="techops", help="lab name (default: techops)")
-    lab.add_argument("--debian", default="12", help="Debian release for the hosts: 12 or 13")
-    lab.add_argument("--release", action="append", help="build: image(s) to build (repeatable)")
-    lab.add_argument("--force", action="store_true", help="build: rebuild even if current")
-    lab.add_argument("--images", action="store_true", help="down: also remove the base images")
-    lab.set_defaults(handler=handle)
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["up", "down", "status", "build"])
+    parser.add_argument("--name", default="techops", help="lab name (default: techops)")
+    parser.add_argument("--debian", default="12", help="Debian release for the hosts: 12 or 13")
+    parser.add_argument("--release", action="append", help="build: image(s) to build (repeatable)")
+    parser.add_argument("--force", action="store_true", help="build: rebuild even if current")
+    parser.add_argument("--images", action="store_true", help="down: also remove the base images")
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -1,10 +1,10 @@
-"""`techops report`: a run, drill, compliance or access report, from the ledger alone."""
+"""Reports read the ledger only."""
 
 from __future__ import annotations
 
 import argparse
 
-from runner.cli.common import ledger_option, open_ledger, output_path, write
+from runner.cli.common import Command, open_ledger, output_path, write
 from runner.core.dates import parse_date
 from runner.core.errors import UserError
 from runner.reports.access import access_report
@@ -12,27 +12,22 @@ from runner.reports.compliance import compliance_report
 from runner.reports.drill import drill_report
 from runner.reports.run import run_report
 
+COMMAND = Command("report", "write a run, drill, compliance or access report", ledger=True)
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    report = sub.add_parser(
-        "report",
-        help="write a run, drill, compliance or access report",
-        description="Reports read the ledger only.",
-    )
-    report.add_argument(
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "what", help="a run id (or a unique prefix), 'drill' RUN_ID, 'compliance' or 'access'"
     )
-    report.add_argument(
+    parser.add_argument(
         "run_id",
         nargs="?",
         metavar="RUN_ID",
         help="drill: the drill's run id (or a unique prefix); the report adds the trend",
     )
-    report.add_argument("--format", choices=["html", "json", "md", "csv"], default="html")
-    report.add_argument("--since", help="compliance: failed runs since this date")
-    report.add_argument("-o", "--output", help="write to this file instead of stdout")
-    ledger_option(report)
-    report.set_defaults(handler=handle)
+    parser.add_argument("--format", choices=["html", "json", "md", "csv"], default="html")
+    parser.add_argument("--since", help="compliance: failed runs since this date")
+    parser.add_argument("-o", "--output", help="write to this file instead of stdout")
 
 
 def handle(args: argparse.Namespace) -> int:

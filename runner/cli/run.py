@@ -1,73 +1,67 @@
-"""`techops run`: a playbook, or a scheduled job through the gate, recorded in the ledger."""
+"""Run a playbook with live progress and ansible-playbook's exit codes."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
-from runner.cli.common import at_least, ledger_option, open_ledger
+from runner.cli.common import Command, at_least, open_ledger
 from runner.core.dates import parse_when
 from runner.core.errors import UserError
-from runner.core.inventory import resolve_inventory
-from runner.execution.launch import run_recorded
+from runner.execution.launch import Why, run_recorded
 from runner.execution.remote import load_nodes
-from runner.execution.request import RunRequest, parse_extravars, resolve_playbook, to_json
+from runner.execution.request import RunRequest, parse_extravars, to_json
 from runner.scheduling.jobs import run_job
 
+COMMAND = Command("run", "run a playbook through ansible-runner", ledger=True)
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    run = sub.add_parser(
-        "run",
-        help="run a playbook through ansible-runner",
-        description="Run a playbook with live progress and ansible-playbook's exit codes.",
-    )
-    run.add_argument("playbook", nargs="?", help="path, or a name under playbooks/ (e.g. site)")
-    run.add_argument("-i", "--inventory", help="inventory (default: ansible.cfg's, the lab)")
-    run.add_argument("-l", "--limit", help="limit to hosts or groups (Ansible pattern)")
-    run.add_argument("-t", "--tags")
-    run.add_argument("--skip-tags")
-    run.add_argument("-C", "--check", action="store_true", help="check mode: change nothing")
-    run.add_argument("-D", "--diff", action="store_true")
-    run.add_argument(
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("playbook", nargs="?", help="path, or a name under playbooks/ (e.g. site)")
+    parser.add_argument("-i", "--inventory", help="inventory (default: ansible.cfg's, the lab)")
+    parser.add_argument("-l", "--limit", help="limit to hosts or groups (Ansible pattern)")
+    parser.add_argument("-t", "--tags")
+    parser.add_argument("--skip-tags")
+    parser.add_argument("-C", "--check", action="store_true", help="check mode: change nothing")
+    parser.add_argument("-D", "--diff", action="store_true")
+    parser.add_argument(
         "-e",
         "--extra-vars",
         action="append",
         metavar="VARS",
         help="key=value, YAML/JSON mapping, or @file (repeatable)",
     )
-    run.add_argument("-f", "--forks", type=int, help="parallel hosts (at least 1)")
-    run.add_argument("-v", "--verbose", action="count", default=0)
-    run.add_argument(
+    parser.add_argument("-f", "--forks", type=int, help="parallel hosts (at least 1)")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument(
         "--fast",
         action="store_true",
         help="use mitogen's strategy (several times faster over SSH); also TECHOPS_FAST=1",
     )
-    run.add_argument("--json", action="store_true", help="print the outcome as JSON at the end")
-    run.add_argument(
+    parser.add_argument("--json", action="store_true", help="print the outcome as JSON at the end")
+    parser.add_argument(
         "--node",
         help="run on this execution node of nodes.yml (ansible-runner "
         "streaming over SSH or Receptor)",
     )
-    run.add_argument("--reason", help="why this run happens (recorded in the ledger)")
-    run.add_argument("--ticket", help="change or incident ticket (recorded in the ledger)")
-    run.add_argument(
+    parser.add_argument("--reason", help="why this run happens (recorded in the ledger)")
+    parser.add_argument("--ticket", help="change or incident ticket (recorded in the ledger)")
+    parser.add_argument(
         "--schedule",
         metavar="JOB",
         help="run a job of schedules.yml through the "
         "gate (window, freeze, overlap), as the scheduler and timers do",
     )
-    run.add_argument(
+    parser.add_argument(
         "--override-reason",
         help="with --schedule: emergency override of a "
         "closed window or a freeze; recorded in the ledger",
     )
-    run.add_argument(
+    parser.add_argument(
         "--scheduled-for",
         help="with --schedule: the time the job was due "
         "(ISO 8601), for the misfire policy; default: its last due time",
     )
-    ledger_option(run)
-    run.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -89,12 +83,8 @@ def handle(args: argparse.Namespace) -> int:
         raise UserError("which playbook? e.g. techops run site (or --schedule NAME)", exit_code=5)
     if args.override_reason or args.scheduled_for:
         raise UserError("--override-reason and --scheduled-for go with --schedule", exit_code=5)
-    request = RunRequest(
-        playbook=resolve_playbook(args.playbook),
-        inventory=resolve_inventory(args.inventory),
-        limit=args.limit,
-        tags=args.tags,
-        skip_tags=args.skip_tags,
+    request = RunRequest.resolve(
+        args,
         check=args.check,
         diff=args.diff,
         extravars=parse_extravars(args.extra_vars or []),
@@ -113,7 +103,7 @@ def handle(args: argparse.Namespace) -> int:
     # The ledger must be usable before anything runs: a run that cannot be recorded
     # does not start.
     ledger = open_ledger(args, create=True)
-    result = run_recorded(request, ledger, reason=args.reason, ticket=args.ticket)
+    result = run_recorded(request, ledger, Why(reason=args.reason, ticket=args.ticket))
     if args.json:
         print(to_json(result))
     return result.rc

@@ -1,11 +1,11 @@
-"""`techops runs`: the recorded runs, filtered, oldest first."""
+"""List runs from the ledger, oldest first."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from runner.cli.common import at_least, ledger_option, open_ledger
+from runner.cli.common import Command, at_least, open_ledger
 from runner.core.dates import parse_date
 from runner.core.errors import UserError
 from runner.ledger.recorder import reap_interrupted
@@ -15,19 +15,17 @@ from runner.reports.runs import runs_table
 STATUSES = ["successful", "failed", "canceled", "timeout", "interrupted", "error", "running"]
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    runs = sub.add_parser(
-        "runs", help="list recorded runs", description="List runs from the ledger, oldest first."
-    )
-    runs.add_argument("--playbook", help="only runs of playbooks whose path contains this")
-    runs.add_argument("--status", choices=STATUSES)
-    runs.add_argument("--host", help="only runs that touched this host")
-    runs.add_argument("--since", help="YYYY-MM-DD or ISO date-time (UTC if no zone)")
-    runs.add_argument("--until", help="YYYY-MM-DD or ISO date-time (UTC if no zone)")
-    runs.add_argument("--last", type=int, help="only the newest N (at least 1)")
-    runs.add_argument("--json", action="store_true")
-    ledger_option(runs)
-    runs.set_defaults(handler=handle)
+COMMAND = Command("runs", "list recorded runs", ledger=True)
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--playbook", help="only runs of playbooks whose path contains this")
+    parser.add_argument("--status", choices=STATUSES)
+    parser.add_argument("--host", help="only runs that touched this host")
+    parser.add_argument("--since", help="YYYY-MM-DD or ISO date-time (UTC if no zone)")
+    parser.add_argument("--until", help="YYYY-MM-DD or ISO date-time (UTC if no zone)")
+    parser.add_argument("--last", type=int, help="only the newest N (at least 1)")
+    parser.add_argument("--json", action="store_true")
 
 
 def handle(args: argparse.Namespace) -> int:

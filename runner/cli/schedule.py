@@ -1,4 +1,4 @@
-"""`techops schedule`: list, validate and install (as systemd timers) the scheduled jobs."""
+"""Jobs, windows and freezes from schedules.yml."""
 
 from __future__ import annotations
 
@@ -6,32 +6,28 @@ import argparse
 import sys
 from pathlib import Path
 
-from runner.cli.common import at_least
+from runner.cli.common import Command, at_least
 from runner.core.errors import UserError
 from runner.scheduling.listing import describe, format_listing, to_json
 from runner.scheduling.model import load
 from runner.scheduling.units import render_units, scheduler_unit
 
+COMMAND = Command("schedule", "scheduled jobs: list, validate, install timers")
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    schedule = sub.add_parser(
-        "schedule",
-        help="scheduled jobs: list, validate, install timers",
-        description="Jobs, windows and freezes from schedules.yml.",
-    )
-    schedule.add_argument("action", choices=["list", "validate", "install"])
-    schedule.add_argument("--file", help="schedules file (default: schedules.yml)")
-    schedule.add_argument(
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["list", "validate", "install"])
+    parser.add_argument("--file", help="schedules file (default: schedules.yml)")
+    parser.add_argument(
         "--count", type=int, default=3, help="list: next N runs per job (at least 1)"
     )
-    schedule.add_argument("--json", action="store_true")
-    schedule.add_argument(
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument(
         "--systemd", action="store_true", help="install: render systemd timer and service units"
     )
-    schedule.add_argument(
+    parser.add_argument(
         "--output", default="/etc/systemd/system", help="install: where to write the units"
     )
-    schedule.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ applies retention to what runs leave on disk.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from runner.core.inventory import resolve_hosts
 from runner.core.paths import state_dir
@@ -21,15 +22,22 @@ from runner.ledger.retention import Policy, prune_artifacts
 from runner.ledger.store import Ledger
 
 
-def run_recorded(
-    request: RunRequest,
-    ledger: Ledger,
-    *,
-    reason: str | None = None,
-    ticket: str | None = None,
-    schedule: str | None = None,
-) -> RunResult:
+@dataclass(frozen=True)
+class Why:
+    """Why a run happens, as the ledger records it: the reason and the ticket given, and
+    the scheduled job that fired it, if one did."""
+
+    reason: str | None = None
+    ticket: str | None = None
+    schedule: str | None = None
+
+
+UNSAID = Why()
+
+
+def run_recorded(request: RunRequest, ledger: Ledger, why: Why = UNSAID) -> RunResult:
     reap_interrupted(ledger)
+    reason, ticket, schedule = why.reason, why.ticket, why.schedule
     hosts = resolve_hosts(request.inventory, request.limit)
     redactor = Redactor.for_run(request.extravars, request.inventory)
     recorder = Recorder(

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from runner.core.errors import UserError, yaml_position
-from runner.core.inventory import is_host_list
+from runner.core.inventory import is_host_list, resolve_inventory
 from runner.core.paths import CALLBACK_PLUGINS, repo_root, state_dir
 
 # ansible-playbook's own exit codes, kept so that scripts written for it keep working.
@@ -30,6 +30,21 @@ RC_HOST_UNREACHABLE = 4
 RC_BAD_OPTIONS = 5
 RC_INTERRUPTED = 99
 RC_TIMEOUT = 124  # as timeout(1): the run was cancelled for exceeding its maximum run time
+
+
+class Target(Protocol):
+    """What to run, as the command line or a job of schedules.yml names it."""
+
+    @property
+    def playbook(self) -> str: ...
+    @property
+    def inventory(self) -> str | None: ...
+    @property
+    def limit(self) -> str | None: ...
+    @property
+    def tags(self) -> str | None: ...
+    @property
+    def skip_tags(self) -> str | None: ...
 
 
 @dataclass
@@ -50,6 +65,19 @@ class RunRequest:
     node: Any = None  # a runner.execution.remote.Node: run there through ansible-runner streaming
     fast: bool = False  # mitogen's strategy: far fewer round trips per task
     run_id: str = field(default_factory=lambda: new_run_id())
+
+    @classmethod
+    def resolve(cls, target: Target, **fields: Any) -> RunRequest:
+        """A request for what a user or a job names: the playbook and the inventory found
+        and checked before anything starts (the inventory defaults to ansible.cfg's)."""
+        return cls(
+            playbook=resolve_playbook(target.playbook),
+            inventory=resolve_inventory(target.inventory),
+            limit=target.limit,
+            tags=target.tags,
+            skip_tags=target.skip_tags,
+            **fields,
+        )
 
     def cmdline(self) -> list[str]:
         args: list[str] = []

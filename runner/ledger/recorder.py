@@ -129,20 +129,20 @@ def _process_start(pid: int) -> str | None:
 # ---------------------------------------------------------------------- outcome
 
 
+# A host's outcome from its playbook_on_stats counters: the first counter it has, in this
+# order (an unreachable host may also have ok tasks; a changed one always has).
+OUTCOMES = (
+    ("dark", "unreachable"),
+    ("failures", "failed"),
+    ("rescued", "rescued"),
+    ("changed", "changed"),
+    ("ok", "ok"),
+    ("skipped", "skipped"),
+)
+
+
 def host_outcome(counters: dict[str, int]) -> str:
-    if counters.get("dark"):
-        return "unreachable"
-    if counters.get("failures"):
-        return "failed"
-    if counters.get("rescued"):
-        return "rescued"
-    if counters.get("changed"):
-        return "changed"
-    if counters.get("ok"):
-        return "ok"
-    if counters.get("skipped"):
-        return "skipped"
-    return "ok"
+    return next((outcome for counter, outcome in OUTCOMES if counters.get(counter)), "ok")
 
 
 def _message(res: dict[str, Any]) -> str:

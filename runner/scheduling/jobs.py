@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner.core.inventory import host_groups, resolve_inventory
+from runner.core.inventory import host_groups
 from runner.core.locks import FileLock
 from runner.core.paths import state_dir
-from runner.execution.launch import run_recorded
-from runner.execution.request import RunRequest, resolve_playbook
+from runner.execution.launch import Why, run_recorded
+from runner.execution.request import RunRequest
 from runner.ledger.store import Entry, Ledger
 from runner.scheduling import gate, notify
 from runner.scheduling.gate import Decision
@@ -58,12 +58,8 @@ def run_job(
     schedules = load(schedules_path)
     job = schedules.job(name)
     now = now or datetime.now(UTC)
-    request = RunRequest(
-        playbook=resolve_playbook(job.playbook),
-        inventory=resolve_inventory(job.inventory),
-        limit=job.limit,
-        tags=job.tags,
-        skip_tags=job.skip_tags,
+    request = RunRequest.resolve(
+        job,
         # An override reaches the playbook too, whose own gate (patch.yml's) would refuse
         # again otherwise: roles read it as techops_override_reason.
         extravars={**job.extra_vars, OVERRIDE_VAR: override_reason}
@@ -115,12 +111,8 @@ def run_job(
                 return 0 if decision.action == "skip" else 3
             ledger.append(DECISION, f"job:{job.name}", record)
         print(f"techops: job {job.name}: fired ({decision.reason}), run {request.run_id}")
-        result = run_recorded(
-            request,
-            ledger,
-            reason=override_reason or f"scheduled job {job.name}",
-            schedule=job.name,
-        )
+        why = Why(reason=override_reason or f"scheduled job {job.name}", schedule=job.name)
+        result = run_recorded(request, ledger, why)
         event = "success" if result.status == "successful" else "failure"
         payload = {
             "job": job.name,
