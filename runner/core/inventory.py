@@ -9,6 +9,7 @@ Ansible's inventory machinery costs a noticeable fraction of a short run); anyth
 from __future__ import annotations
 
 import configparser
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,18 @@ def inventory_files(inventory: str) -> tuple[Path, list[Path]]:
         if (path.parent / sub).is_dir():
             files += sorted(p for p in (path.parent / sub).rglob("*") if p.is_file())
     return path.parent, files
+
+
+def inventory_digest(inventory: str) -> str:
+    """sha256 over the inventory's files (hosts, group_vars, host_vars) in a stable order."""
+    digest = hashlib.sha256()
+    base, files = inventory_files(inventory)
+    if not files:
+        digest.update(inventory.encode())
+    for file in files:
+        digest.update(str(file.relative_to(base)).encode() + b"\0")
+        digest.update(file.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_.-]+$")

@@ -10,7 +10,6 @@ stored in batches as detail. The source of truth is the events and the
 from __future__ import annotations
 
 import getpass
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from runner.core.inventory import inventory_files
+from runner.core.inventory import inventory_digest
 from runner.core.paths import repo_root, state_dir
 from runner.ledger.redact import Redactor
 from runner.ledger.store import Ledger, canonical, event_row_hash, events_digest
@@ -91,18 +90,6 @@ def versions(root: Path) -> dict[str, Any]:
         collections[name] = version
     found["collections"] = collections
     return found
-
-
-def inventory_digest(inventory: str) -> str:
-    """sha256 over the inventory's files (hosts, group_vars, host_vars) in a stable order."""
-    digest = hashlib.sha256()
-    base, files = inventory_files(inventory)
-    if not files:
-        digest.update(inventory.encode())
-    for file in files:
-        digest.update(str(file.relative_to(base)).encode() + b"\0")
-        digest.update(file.read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 def who(schedule: str | None) -> dict[str, Any]:

@@ -1,58 +1,11 @@
-"""Host resolution for run locks: the fast path agrees with Ansible's own."""
+"""Run locks: two runs of the same playbook never touch the same host at once."""
 
 from __future__ import annotations
 
 import pytest
 
-from runner.core import inventory as inventories
 from runner.core.errors import UserError
 from runner.execution import locks
-
-INVENTORY = """\
-all:
-  vars: {ansible_user: ansible}
-  children:
-    lab:
-      children:
-        app:
-          hosts:
-            app1: {ansible_host: 10.0.0.3}
-            app2:
-        bastion:
-          hosts:
-            bastion1:
-        backup_server:
-          hosts:
-            backup1:
-"""
-
-
-@pytest.fixture
-def inventory(tmp_path):
-    path = tmp_path / "hosts.yml"
-    path.write_text(INVENTORY)
-    return str(path)
-
-
-@pytest.mark.parametrize(
-    "limit",
-    [
-        None,
-        "app",
-        "app1",
-        "app:bastion",
-        "app,backup1",
-        "lab",
-        "app:!app2",
-        "app*",
-        "all:&app",
-        "nosuch,app1",
-    ],
-)
-def test_fast_path_matches_ansible(inventory, limit, monkeypatch):
-    fast = inventories.resolve_hosts(inventory, limit)
-    monkeypatch.setattr(inventories, "yaml_groups", lambda _path: None)
-    assert sorted(fast) == sorted(inventories.resolve_hosts(inventory, limit))
 
 
 def test_the_second_run_on_a_host_is_refused_and_names_the_first(tmp_path):
