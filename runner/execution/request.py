@@ -166,7 +166,7 @@ def mitogen_settings() -> dict[str, str]:
     """Environment that selects mitogen's linear strategy (PyPI `mitogen`, pinned in
     pyproject.toml): one persistent interpreter per host instead of a module upload and a
     Python start per task."""
-    try:
+    try:  # here, not at the top: only --fast needs it, and its absence is said in one line
         import ansible_mitogen
     except ImportError:
         raise UserError(
