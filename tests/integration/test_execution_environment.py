@@ -20,6 +20,13 @@ IMAGE = "localhost/techops-ee:citest"
 BIN = Path(sys.executable).parent
 
 
+def succeeds(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a command to its end; fail the test with its output unless it succeeded."""
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc
+
+
 def controller_ca() -> Path | None:
     """The CA bundle pip trusts on this machine, if its configuration names one: PyPI is
     reached through it, so the build's pip must trust it too."""
@@ -56,7 +63,7 @@ def image(tmp_path_factory) -> str:
             "ENV PIP_CERT=/etc/ssl/certs/controller-ca.crt",
         ]
     (work / "execution-environment.yml").write_text(yaml.safe_dump(definition, sort_keys=False))
-    proc = subprocess.run(
+    succeeds(
         [
             str(BIN / "ansible-builder"),
             "build",
@@ -69,17 +76,13 @@ def image(tmp_path_factory) -> str:
             "--container-runtime",
             "podman",
         ],
-        capture_output=True,
-        text=True,
-        check=False,
         timeout=1800,
     )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return IMAGE
 
 
 def test_the_image_runs_the_content_with_its_collections(image):
-    proc = subprocess.run(
+    proc = succeeds(
         [
             "podman",
             "run",
@@ -100,12 +103,8 @@ def test_the_image_runs_the_content_with_its_collections(image):
             "localhost,",
             "tests/fixtures/playbooks/ee_probe.yml",
         ],
-        capture_output=True,
-        text=True,
-        check=False,
         timeout=600,
     )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     result = json.loads(proc.stdout[proc.stdout.index("{") :])
     assert result["stats"]["localhost"]["failures"] == 0
     assert result["global_custom_stats"]["ee_probe"] == {
@@ -116,14 +115,7 @@ def test_the_image_runs_the_content_with_its_collections(image):
 
 
 def test_the_image_has_the_pinned_ansible(image):
-    proc = subprocess.run(
-        ["podman", "run", "--rm", image, "ansible", "--version"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = succeeds(["podman", "run", "--rm", image, "ansible", "--version"], timeout=120)
     wanted = yaml.safe_load((REPO / "execution-environment.yml").read_text())
     core = wanted["dependencies"]["ansible_core"]["package_pip"].split("==")[1]
     assert f"core {core}]" in proc.stdout.splitlines()[0]
