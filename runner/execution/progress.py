@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import Any, TextIO
 
 from runner.execution.request import RunRequest, RunResult
 from runner.ledger.redact import Redactor
+
+# Escape sequences (CSI, OSC and the rest) and control characters but the line break: text
+# from tasks and hosts must not move the cursor, recolour, retitle or clear the terminal.
+_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: cursor, colour, erase
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: title, hyperlinks, clipboard
+    r"|\x1b[@-Z\\-_]"  # other two-character escapes
+    r"|[\x00-\x09\x0b-\x1f\x7f-\x9f]"  # C0 (but the line break), DEL, C1
+)
+
+
+def printable(text: str) -> str:
+    """Text as the terminal may show it: without escape sequences or control characters
+    (a tab becomes a space)."""
+    return _CONTROL.sub("", text.replace("\t", " "))
+
 
 _DONE = {
     "runner_on_ok",
@@ -98,7 +115,7 @@ class Progress:
 
     def _draw(self) -> None:
         if self.tty and self.task:
-            self.stream.write("\r\033[K" + self.redactor.text(self._status()))
+            self.stream.write("\r\033[K" + printable(self.redactor.text(self._status())))
             self.stream.flush()
             self.line_open = True
 
@@ -117,7 +134,7 @@ class Progress:
 
     def _print(self, text: str) -> None:
         self._finish_line()
-        self.stream.write(self.redactor.text(text) + "\n")
+        self.stream.write(printable(self.redactor.text(text)) + "\n")
         self.stream.flush()
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from runner.ledger.store import Ledger
 from runner.reports.model import load_runs, verification
-from runner.reports.render import templates, to_csv, to_json
+from runner.reports.render import html, to_csv, to_json
 
 ACCESS_COLUMNS = (
     "user",
@@ -94,4 +94,4 @@ def access_report(ledger: Ledger, fmt: str) -> str:
             ACCESS_COLUMNS,
             (["" if row[c] is None else row[c] for c in ACCESS_COLUMNS] for row in data["users"]),
         )
-    return templates().get_template("access.html.j2").render(data=data, columns=ACCESS_COLUMNS)
+    return html("access.html.j2", data=data, columns=ACCESS_COLUMNS)

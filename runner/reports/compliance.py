@@ -8,7 +8,7 @@ from typing import Any
 
 from runner.ledger.store import Ledger
 from runner.reports.model import load_runs, verification
-from runner.reports.render import templates, to_csv, to_json
+from runner.reports.render import html, to_csv, to_json
 
 
 def compliance(ledger: Ledger, since: str) -> dict[str, Any]:
@@ -119,6 +119,4 @@ def compliance_report(ledger: Ledger, since: str, fmt: str) -> str:
                 for host in data["hosts"]
             ),
         )
-    return (
-        templates().get_template("compliance.html.j2").render(data=data, columns=COMPLIANCE_COLUMNS)
-    )
+    return html("compliance.html.j2", data=data, columns=COMPLIANCE_COLUMNS)

@@ -9,7 +9,7 @@ from typing import Any
 from runner.core.errors import UserError
 from runner.ledger.store import Ledger
 from runner.reports.model import RunView, find_run, load_runs, verification
-from runner.reports.render import templates, to_json
+from runner.reports.render import html, markdown, to_json
 
 
 def _drills_of(run: RunView) -> dict[str, dict[str, Any]]:
@@ -142,4 +142,4 @@ def drill_report(ledger: Ledger, run_id: str, fmt: str) -> str:
     if fmt == "json":
         return to_json(data)
     template = "drill.md.j2" if fmt == "md" else "drill.html.j2"
-    return templates().get_template(template).render(data=data)
+    return markdown(template, data=data) if fmt == "md" else html(template, data=data)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from runner.ledger.store import Ledger
 from runner.reports.model import EVIDENCE_AREAS, get_run, verification
-from runner.reports.render import templates, to_json
+from runner.reports.render import html, markdown, to_json
 
 
 def run_report(ledger: Ledger, run_id: str, fmt: str) -> str:
@@ -23,16 +23,14 @@ def run_report(ledger: Ledger, run_id: str, fmt: str) -> str:
         {area for per_host in evidence.values() for area in per_host},
         key=lambda a: (a not in EVIDENCE_AREAS, a),
     )
-    return (
-        templates()
-        .get_template(template)
-        .render(
-            run=run,
-            start=run.started.body,
-            end=end,
-            ledger=data["ledger"],
-            areas=areas,
-            evidence=evidence,
-            generated=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
+    render = markdown if fmt == "md" else html
+    return render(
+        template,
+        run=run,
+        start=run.started.body,
+        end=end,
+        ledger=data["ledger"],
+        areas=areas,
+        evidence=evidence,
+        generated=datetime.now(UTC).isoformat(timespec="seconds"),
     )

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,35 @@ def execution_node(lab_inventory, tmp_path_factory) -> dict:
         )
     )
     return {"TECHOPS_NODES": str(nodes)}
+
+
+def console_errors(html: Path) -> list[str]:
+    """Console messages and failed loads Chromium reports while rendering a page."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium is not installed: scripts/test installs it")
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--dump-dom",
+                html.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert "</html>" in proc.stdout, proc.stderr[-2000:]
+    return [line for line in proc.stderr.splitlines() if "CONSOLE" in line]

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import pytest
 import yaml
 
 from tests.helpers import REPO, techops
+
+from .conftest import console_errors
 
 PG_URL = os.environ.get("TECHOPS_TEST_PG_URL")
 CANARIES = (
@@ -61,38 +62,6 @@ def canary_inventory(lab_inventory, tmp_path) -> Path:
         yaml.safe_dump({"canary_api_token": CANARIES[1]})
     )
     return inventory / "hosts.yml"
-
-
-def console_errors(html: Path) -> list[str]:
-    """Console messages and failed loads Chromium reports while rendering a page."""
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("chromium is not installed: scripts/test installs it")
-    with tempfile.TemporaryDirectory() as profile:
-        proc = subprocess.run(
-            [
-                chromium,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--user-data-dir={profile}",
-                "--enable-logging=stderr",
-                "--v=0",
-                "--dump-dom",
-                html.as_uri(),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    assert "</html>" in proc.stdout, proc.stderr[-2000:]
-    return [line for line in proc.stderr.splitlines() if "CONSOLE" in line]
 
 
 def test_the_console_check_catches_an_error(tmp_path):

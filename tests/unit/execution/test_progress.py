@@ -42,3 +42,27 @@ def test_progress_never_prints_no_log_values(recorded_events):
 def test_terminal_output_redraws_in_place(recorded_events):
     out = replay(recorded_events, tty=True)
     assert "\r\033[K" in out
+
+
+def _hostile(events: list[dict]) -> list[dict]:
+    """The recorded events, with task names and a failure message that carry terminal
+    escape sequences (colour, clear screen, window title, a hyperlink) and controls."""
+    hostile = []
+    for event in events:
+        data = dict(event.get("event_data") or {})
+        if data.get("task"):
+            data["task"] = "\x1b[2J\x1b[31mwipe\x1b[0m \x1b]0;owned\x07" + data["task"]
+        if isinstance(data.get("res"), dict) and data["res"].get("msg"):
+            data["res"] = {**data["res"], "msg": "\x1b]8;;http://x\x1b\\click\x1b]8;;\x1b\\\x08!"}
+        hostile.append({**event, "event_data": data})
+    return hostile
+
+
+def test_text_from_tasks_cannot_drive_the_terminal(recorded_events):
+    plain = replay(_hostile(recorded_events))
+    assert "\x1b" not in plain and "\x07" not in plain and "\x08" not in plain
+    assert "TASK [wipe Reach every host] 5/5 hosts" in plain
+    assert "FAILED app2: click!" in plain
+    # On a terminal, the only escape left is the progress line's own redraw.
+    tty = replay(_hostile(recorded_events), tty=True)
+    assert tty.replace("\r\x1b[K", "").count("\x1b") == 0
