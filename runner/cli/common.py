@@ -10,10 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from runner.core.errors import UserError
+from runner.core.errors import BadOptions
 from runner.ledger.store import Ledger, ledger_url
-
-RC_BAD_OPTIONS = 5  # ansible-playbook's code for bad options (2 means host failures)
 
 
 class Parser(argparse.ArgumentParser):
@@ -21,7 +19,7 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(RC_BAD_OPTIONS, f"{self.prog}: error: {message}\n")
+        self.exit(BadOptions.EXIT_CODE, f"{self.prog}: error: {message}\n")
 
 
 Handler = Callable[[argparse.Namespace], int]
@@ -64,7 +62,7 @@ def at_least(value: int | None, minimum: int, option: str) -> None:
     """A count given on the command line must be meaningful: refuse it in one line
     instead of silently using another value."""
     if value is not None and value < minimum:
-        raise UserError(f"{option} must be at least {minimum} (got {value})", exit_code=5)
+        raise BadOptions(f"{option} must be at least {minimum} (got {value})")
 
 
 def output_path(output: str | None) -> Path | None:
@@ -73,12 +71,9 @@ def output_path(output: str | None) -> Path | None:
         return None
     path = Path(output)
     if path.is_dir():
-        raise UserError(f"-o {output} is a directory: give a file name", exit_code=5)
+        raise BadOptions(f"-o {output} is a directory: give a file name")
     if not path.parent.is_dir():
-        raise UserError(
-            f"-o {output}: directory {path.parent} does not exist (create it first)",
-            exit_code=5,
-        )
+        raise BadOptions(f"-o {output}: directory {path.parent} does not exist (create it first)")
     return path
 
 

@@ -6,7 +6,7 @@ import argparse
 
 from runner.cli.common import Command, open_ledger, output_path, write
 from runner.core.dates import parse_date
-from runner.core.errors import UserError
+from runner.core.errors import BadOptions, UserError
 from runner.reports.access import access_report
 from runner.reports.compliance import compliance_report
 from runner.reports.drill import drill_report
@@ -32,15 +32,11 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     if args.what == "drill" and not args.run_id:
-        raise UserError(
-            "which drill? techops report drill RUN_ID "
-            "(list them: techops runs --playbook dr_drill)",
-            exit_code=5,
+        raise BadOptions(
+            "which drill? techops report drill RUN_ID (list them: techops runs --playbook dr_drill)"
         )
     if args.what != "drill" and args.run_id:
-        raise UserError(
-            f"unexpected {args.run_id!r}: only 'drill' takes a run id after it", exit_code=5
-        )
+        raise BadOptions(f"unexpected {args.run_id!r}: only 'drill' takes a run id after it")
     output = output_path(args.output)
     ledger = open_ledger(args)
     if args.what == "drill":

@@ -7,7 +7,7 @@ import os
 
 from runner.cli.common import Command, at_least, open_ledger
 from runner.core.dates import parse_when
-from runner.core.errors import UserError
+from runner.core.errors import BadOptions, UserError
 from runner.execution.launch import Why, run_recorded
 from runner.execution.remote import load_nodes
 from runner.execution.request import RunRequest, parse_extravars, to_json
@@ -68,10 +68,9 @@ def handle(args: argparse.Namespace) -> int:
     at_least(args.forks, 1, "-f/--forks")
     if args.schedule:
         if args.playbook:
-            raise UserError(
+            raise BadOptions(
                 "give either a playbook or --schedule NAME (the job names its "
-                "playbook in schedules.yml)",
-                exit_code=5,
+                "playbook in schedules.yml)"
             )
         return run_job(
             args.schedule,
@@ -80,9 +79,9 @@ def handle(args: argparse.Namespace) -> int:
             override_reason=args.override_reason,
         )
     if not args.playbook:
-        raise UserError("which playbook? e.g. techops run site (or --schedule NAME)", exit_code=5)
+        raise BadOptions("which playbook? e.g. techops run site (or --schedule NAME)")
     if args.override_reason or args.scheduled_for:
-        raise UserError("--override-reason and --scheduled-for go with --schedule", exit_code=5)
+        raise BadOptions("--override-reason and --scheduled-for go with --schedule")
     request = RunRequest.resolve(
         args,
         check=args.check,

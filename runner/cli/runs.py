@@ -7,7 +7,7 @@ import json
 
 from runner.cli.common import Command, at_least, open_ledger
 from runner.core.dates import parse_date
-from runner.core.errors import UserError
+from runner.core.errors import BadOptions
 from runner.ledger.recorder import reap_interrupted
 from runner.reports.model import filter_runs, load_runs
 from runner.reports.runs import runs_table
@@ -33,7 +33,7 @@ def handle(args: argparse.Namespace) -> int:
     since = parse_date(args.since) if args.since else None
     until = parse_date(args.until, end_of_day=True) if args.until else None
     if since and until and until < since:
-        raise UserError(f"--until {args.until} is before --since {args.since}", exit_code=5)
+        raise BadOptions(f"--until {args.until} is before --since {args.since}")
     ledger = open_ledger(args, create=True)
     reap_interrupted(ledger)
     runs = filter_runs(

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from runner.cli.common import Command, at_least
-from runner.core.errors import UserError
+from runner.core.errors import BadOptions
 from runner.scheduling.listing import describe, format_listing, to_json
 from runner.scheduling.model import load
 from runner.scheduling.units import render_units, scheduler_unit
@@ -44,7 +44,7 @@ def handle(args: argparse.Namespace) -> int:
         print(to_json(rows) if args.json else format_listing(rows, schedules))
         return 0
     if not args.systemd:
-        raise UserError("install needs --systemd (the only installer so far)", exit_code=5)
+        raise BadOptions("install needs --systemd (the only installer so far)")
     techops_bin = str(Path(sys.executable).parent / "techops")
     units = render_units(schedules, techops_bin)
     units["techops-scheduler.service"] = scheduler_unit(techops_bin)

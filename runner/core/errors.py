@@ -15,6 +15,16 @@ class UserError(Exception):
         self.exit_code = exit_code
 
 
+class BadOptions(UserError):
+    """A command line that cannot mean what it says: exit 5, ansible-playbook's code for
+    bad options (2 means host failures)."""
+
+    EXIT_CODE = 5
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=self.EXIT_CODE)
+
+
 def yaml_position(exc: Exception) -> str:
     """' at line L, column C' of a YAML error, when the parser knows where it was."""
     mark = getattr(exc, "problem_mark", None)

@@ -27,7 +27,6 @@ RC_OK = 0
 RC_ERROR = 1
 RC_HOST_FAILED = 2
 RC_HOST_UNREACHABLE = 4
-RC_BAD_OPTIONS = 5
 RC_INTERRUPTED = 99
 RC_TIMEOUT = 124  # as timeout(1): the run was cancelled for exceeding its maximum run time
 
