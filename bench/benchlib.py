@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ansible.release import __version__ as ansible_core
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -101,14 +103,10 @@ def machine() -> str:
     except (OSError, IndexError, ValueError):
         memory = "unknown memory"
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    try:
-        from ansible.release import __version__ as core
-    except ImportError:
-        core = "none"
     python = ".".join(map(str, sys.version_info[:3]))
     return (
-        f"{os.cpu_count()} cores, {memory}, {os_name}, Python {python}, ansible-core {core}; "
-        f"load average {load} at the start"
+        f"{os.cpu_count()} cores, {memory}, {os_name}, Python {python}, "
+        f"ansible-core {ansible_core}; load average {load} at the start"
     )
 
 

@@ -37,15 +37,19 @@ UNSAID = Why()
 
 def run_recorded(request: RunRequest, ledger: Ledger, why: Why = UNSAID) -> RunResult:
     reap_interrupted(ledger)
-    reason, ticket, schedule = why.reason, why.ticket, why.schedule
     hosts = resolve_hosts(request.inventory, request.limit)
     redactor = Redactor.for_run(request.extravars, request.inventory)
     recorder = Recorder(
-        ledger, redactor=redactor, reason=reason, ticket=ticket, schedule=schedule, hosts=hosts
+        ledger,
+        redactor=redactor,
+        reason=why.reason,
+        ticket=why.ticket,
+        schedule=why.schedule,
+        hosts=hosts,
     )
     holder = {
         "run_id": request.run_id,
-        "who": schedule or os.environ.get("USER", ""),
+        "who": why.schedule or os.environ.get("USER", ""),
         "pid": os.getpid(),
     }
     with RunLock(state_dir() / "locks", str(request.playbook), hosts, holder):
