@@ -133,7 +133,7 @@ def test_manifest_verification_names_every_changed_or_missing_file(adhoc):
         # Flip every bit of one byte: writing a fixed byte leaves the file unchanged
         # whenever the random content already holds that byte there (1 run in 256).
         "python3 -c \"f = open('/srv/app/data/blob.bin', 'r+b'); f.seek(1000); b = f.read(1); "
-        "f.seek(1000); f.write(bytes([b[0] ^ 0xFF]))\"",
+        'f.seek(1000); f.write(bytes([b[0] ^ 0xFF]))"',
     )
     assert tamper.returncode == 0, tamper.stderr
     result = adhoc(
