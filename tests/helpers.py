@@ -14,12 +14,18 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def techops(
-    *args: str, check: bool = False, env: dict[str, str] | None = None, cwd: Path = REPO
+    *args: str,
+    check: bool = False,
+    env: dict[str, str] | None = None,
+    cwd: Path = REPO,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """The command as a user runs it, in a process of its own (`env` is added to ours)."""
+    """The command as a user runs it, in a process of its own (`env` is added to ours;
+    `input`, when given, is its stdin: a pipe, never a terminal)."""
     proc = subprocess.run(
         [sys.executable, "-m", "runner.cli", *args],
         cwd=cwd,
+        input=input,
         text=True,
         capture_output=True,
         check=False,

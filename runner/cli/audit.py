@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from runner.cli.common import Command, open_ledger
 from runner.core.dates import parse_date
 from runner.core.errors import UserError
+from runner.core.paths import PRIVATE_FILE, private_dirs
 from runner.ledger.retention import prune_detail
 from runner.ledger.store import Ledger, generate_keypair
 
@@ -48,15 +50,50 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def keygen(key: Path) -> int:
+    """Write a new signing key (owner-only, created atomically) and its public half beside
+    it, as KEY's name with .pub. Refuses to touch an existing file of either: a key that
+    signed checkpoints is never lost, and a public key given to auditors never changes."""
+    if not key.name or key.name in (".", ".."):
+        raise UserError(
+            f"--key {key} names no file: give the private key's path, e.g. keys/checkpoint.key"
+        )
+    if key.suffix == ".pub":
+        raise UserError(
+            f"{key} ends in .pub, the public key's name: give the private key another name, "
+            f"e.g. --key {key.with_suffix('.key')}"
+        )
+    public_path = key.with_suffix(".pub")
+    for path in (key, public_path):
+        if path.exists() or path.is_symlink():
+            raise UserError(f"{path} exists: refusing to overwrite a key; move it away first")
+    try:
+        private_dirs(key.parent)
+    except OSError as exc:
+        raise UserError(f"cannot create the key's directory {key.parent}: {exc.strerror}") from None
     private, public = generate_keypair()
-    if key.exists():
-        raise UserError(f"{key} exists: refusing to overwrite a signing key")
-    key.parent.mkdir(parents=True, exist_ok=True)
-    key.touch(mode=0o600)
-    key.write_bytes(private)
-    key.with_suffix(".pub").write_bytes(public)
-    print(f"wrote {key} (keep it private) and {key.with_suffix('.pub')} (give it to auditors)")
+    _write_new(key, private, PRIVATE_FILE)
+    try:
+        _write_new(public_path, public, 0o644)
+    except UserError:
+        key.unlink()  # no private key without the public half that checks its signatures
+        raise
+    print(f"wrote {key} (keep it private) and {public_path} (give it to auditors)")
     return 0
+
+
+def _write_new(path: Path, content: bytes, mode: int) -> None:
+    """Create `path` with `mode` from the start and write `content`; never replace a file
+    (O_EXCL: one that appeared since the check is refused, a symlink is not followed)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        raise UserError(f"{path} exists: refusing to overwrite a key; move it away first") from None
+    except OSError as exc:
+        raise UserError(f"cannot create {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "wb") as out:
+        out.write(content)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def checkpoint(ledger: Ledger, key: Path, also_to: str | None) -> int:
@@ -112,10 +149,16 @@ def verify(ledger: Ledger, checkpoints: str | None, public_key: str | None) -> i
         public = Path(public_key).read_bytes()
     result = ledger.verify(trusted, public)
     if result.ok:
+        if result.signatures_checked:
+            signatures = f"signatures checked with public key {result.public_key_id}"
+        elif result.checkpoints_checked:
+            signatures = "signatures not checked (give --public-key)"
+        else:
+            signatures = "the chain is checked against itself only (see techops audit checkpoint)"
         print(
             f"ledger {ledger.where}: {result.entries} entries verify; head entry "
             f"{result.head_seq} {result.head_hash}; {result.checkpoints_checked} "
-            "checkpoint(s) match"
+            f"checkpoint(s) match; {signatures}"
         )
         return 0
     reason = result.problem.reason if result.problem else "unknown"

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from runner.cli.common import Command, open_ledger, output_path, write
 from runner.core.dates import parse_date
 from runner.core.errors import BadOptions, UserError
+from runner.core.inventory import inventory_hosts, resolve_inventory
+from runner.core.paths import repo_root
 from runner.reports.access import access_report
-from runner.reports.compliance import compliance_report
+from runner.reports.compliance import Inventory, compliance_report, load_thresholds
 from runner.reports.drill import drill_report
 from runner.reports.run import run_report
+from runner.scheduling.model import default_path as schedules_path
 
 COMMAND = Command("report", "write a run, drill, compliance or access report", ledger=True)
 
@@ -27,6 +31,11 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--format", choices=["html", "json", "md", "csv"], default="html")
     parser.add_argument("--since", help="compliance: failed runs since this date")
+    parser.add_argument(
+        "-i",
+        "--inventory",
+        help="compliance: every host of this inventory is listed (default: ansible.cfg's, the lab)",
+    )
     parser.add_argument("-o", "--output", help="write to this file instead of stdout")
 
 
@@ -37,7 +46,10 @@ def handle(args: argparse.Namespace) -> int:
         )
     if args.what != "drill" and args.run_id:
         raise BadOptions(f"unexpected {args.run_id!r}: only 'drill' takes a run id after it")
+    if args.inventory and args.what != "compliance":
+        raise BadOptions("-i/--inventory applies to the compliance report only")
     output = output_path(args.output)
+    inventory = _inventory(args.inventory) if args.what == "compliance" else None
     ledger = open_ledger(args)
     if args.what == "drill":
         if args.format == "csv":
@@ -48,12 +60,28 @@ def handle(args: argparse.Namespace) -> int:
             raise UserError("the access review comes as html, json or csv")
         write(access_report(ledger, args.format), output)
     elif args.what == "compliance":
-        if args.format == "md":
-            raise UserError("the compliance report comes as html, json or csv")
-        since = parse_date(args.since) if args.since else "0000"
-        write(compliance_report(ledger, since, args.format), output)
+        since = parse_date(args.since) if args.since else None
+        thresholds = load_thresholds(schedules_path())
+        report = compliance_report(
+            ledger, since, args.format, inventory=inventory, thresholds=thresholds
+        )
+        write(report, output)
     else:
         if args.format == "csv":
             raise UserError("a run report comes as html, json or md")
         write(run_report(ledger, args.what, args.format), output)
     return 0
+
+
+def _inventory(given: str | None) -> Inventory:
+    """The inventory the compliance report covers, as other commands choose it: -i, else
+    ansible.cfg's. Every host of it is listed, whether a run touched it or not."""
+    try:
+        path = resolve_inventory(given)
+    except UserError as exc:
+        raise UserError(f"{exc} (name the inventory to report on with -i)") from None
+    try:
+        shown = str(Path(path).relative_to(repo_root()))
+    except ValueError:
+        shown = path
+    return Inventory(shown, inventory_hosts(path))

@@ -11,6 +11,7 @@ from runner.core.errors import BadOptions, UserError
 from runner.execution.launch import Why, run_recorded
 from runner.execution.remote import load_nodes
 from runner.execution.request import RunRequest, parse_extravars, to_json
+from runner.execution.vault import Vault
 from runner.scheduling.jobs import run_job
 
 COMMAND = Command("run", "run a playbook through ansible-runner", ledger=True)
@@ -30,6 +31,27 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="VARS",
         help="key=value, YAML/JSON mapping, or @file (repeatable)",
+    )
+    parser.add_argument(
+        "--vault-password-file",
+        "--vault-pass-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="vault password file or script (repeatable)",
+    )
+    parser.add_argument(
+        "--vault-id",
+        action="append",
+        default=[],
+        metavar="[LABEL@]SOURCE",
+        help="vault identity: LABEL@FILE, LABEL@SCRIPT or LABEL@prompt (repeatable)",
+    )
+    parser.add_argument(
+        "-J",
+        "--ask-vault-pass",
+        action="store_true",
+        help="ask for the vault password on the terminal (refused without one)",
     )
     parser.add_argument("-f", "--forks", type=int, help="parallel hosts (at least 1)")
     parser.add_argument("-v", "--verbose", action="count", default=0)
@@ -82,6 +104,7 @@ def handle(args: argparse.Namespace) -> int:
         raise BadOptions("which playbook? e.g. techops run site (or --schedule NAME)")
     if args.override_reason or args.scheduled_for:
         raise BadOptions("--override-reason and --scheduled-for go with --schedule")
+    vault = Vault.from_options(args.vault_password_file, args.vault_id, args.ask_vault_pass)
     request = RunRequest.resolve(
         args,
         check=args.check,
@@ -90,6 +113,7 @@ def handle(args: argparse.Namespace) -> int:
         forks=args.forks,
         verbosity=args.verbose,
         fast=args.fast or os.environ.get("TECHOPS_FAST") == "1",
+        vault=vault,
     )
     if args.node:
         nodes = load_nodes()

@@ -47,7 +47,7 @@ def handle(args: argparse.Namespace) -> int:
         raise BadOptions("install needs --systemd (the only installer so far)")
     techops_bin = str(Path(sys.executable).parent / "techops")
     units = render_units(schedules, techops_bin)
-    units["techops-scheduler.service"] = scheduler_unit(techops_bin)
+    units["techops-scheduler.service"] = scheduler_unit(techops_bin, schedules)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     for name, text in sorted(units.items()):

@@ -1,4 +1,5 @@
-"""Foundations every other package may use: errors, paths, file locks, inventories, dates.
+"""Foundations every other package may use: errors, paths, file locks, inventories, dates,
+and who runs techops.
 
 Imports nothing from the rest of `runner`.
 """

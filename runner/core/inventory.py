@@ -141,19 +141,34 @@ def yaml_groups(path: Path) -> dict[str, set[str]] | None:
         return None
     if not isinstance(data, dict) or "plugin" in data:
         return None
-    groups: dict[str, set[str]] = {}
+    # A group's own hosts and its children, wherever in the file the group appears: a
+    # child may be only a reference (`backup_clients: {children: {app: }}`) to a group
+    # whose hosts are listed elsewhere.
+    hosts: dict[str, set[str]] = {}
+    children: dict[str, set[str]] = {}
 
-    def walk(name: str, node: object) -> set[str]:
-        members: set[str] = set()
-        if isinstance(node, dict):
-            members |= set((node.get("hosts") or {}).keys())
-            for child, sub in (node.get("children") or {}).items():
-                members |= walk(child, sub)
-        groups.setdefault(name, set()).update(members)
-        return members
+    def walk(name: str, node: object) -> None:
+        hosts.setdefault(name, set())
+        children.setdefault(name, set())
+        if not isinstance(node, dict):
+            return
+        if isinstance(node.get("hosts"), dict):
+            hosts[name] |= set(node["hosts"])
+        if isinstance(node.get("children"), dict):
+            for child, sub in node["children"].items():
+                children[name].add(child)
+                walk(child, sub)
 
     for name, node in data.items():
         walk(name, node)
+
+    def members(name: str, seen: frozenset[str]) -> set[str]:
+        found = set(hosts[name])
+        for child in children[name] - seen:
+            found |= members(child, seen | {child})
+        return found
+
+    groups = {name: members(name, frozenset({name})) for name in hosts}
     groups.setdefault("all", set()).update(*groups.values())
     return groups
 
@@ -176,6 +191,23 @@ def resolve_hosts(inventory: str, limit: str | None) -> list[str]:
             else:
                 return sorted(chosen)
     return [host.name for host in _ansible_hosts(inventory, limit)]
+
+
+def inventory_hosts(inventory: str) -> dict[str, frozenset[str]]:
+    """Every host of an inventory with the groups it belongs to, `all` included: a plain
+    YAML file read directly, anything else (a directory, INI, a script, a host list)
+    through Ansible, as resolve_hosts does."""
+    groups = yaml_groups(Path(inventory))
+    if groups is not None:
+        members: dict[str, set[str]] = {}
+        for group, hosts in groups.items():
+            for host in hosts:
+                members.setdefault(host, {"all"}).add(group)
+        return {host: frozenset(names) for host, names in sorted(members.items())}
+    return {
+        host.name: frozenset({"all", *(group.name for group in host.get_groups())})
+        for host in sorted(_ansible_hosts(inventory, None), key=lambda h: h.name)
+    }
 
 
 def host_groups(inventory: str, limit: str | None) -> set[str]:

@@ -10,14 +10,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from runner.core.identity import real_user
 from runner.core.inventory import resolve_hosts
 from runner.core.paths import state_dir
 from runner.execution.locks import RunLock
 from runner.execution.progress import Progress
-from runner.execution.request import RunRequest, RunResult
+from runner.execution.request import RunRequest, RunResult, fact_cache_dir
 from runner.execution.run import execute
+from runner.execution.vault import inventory_secrets
 from runner.ledger.recorder import Recorder, reap_interrupted
-from runner.ledger.redact import Redactor
+from runner.ledger.redact import Redactor, secret_values
 from runner.ledger.retention import Policy, prune_artifacts
 from runner.ledger.store import Ledger
 
@@ -38,7 +40,16 @@ UNSAID = Why()
 def run_recorded(request: RunRequest, ledger: Ledger, why: Why = UNSAID) -> RunResult:
     reap_interrupted(ledger)
     hosts = resolve_hosts(request.inventory, request.limit)
-    redactor = Redactor.for_run(request.extravars, request.inventory)
+    # Read before anything runs: a vault password that opens nothing, or an inventory
+    # Ansible cannot parse, stops here, and a run whose secrets are unknown never starts.
+    opened = inventory_secrets(request.inventory, request.vault, request.ansible_env())
+    if request.node is not None:
+        request.vault = request.vault.for_node(opened.passwords)
+    # The passwords themselves, and this process's own secret-named variables (a token
+    # exported for a lookup, an SSHPASS): a task that prints its environment, or the
+    # controller's facts, would show them.
+    known = opened.values | {pw for _, pw in opened.passwords} | secret_values(dict(os.environ))
+    redactor = Redactor.for_run(request.extravars, known | request.vault.known_passwords())
     recorder = Recorder(
         ledger,
         redactor=redactor,
@@ -49,7 +60,7 @@ def run_recorded(request: RunRequest, ledger: Ledger, why: Why = UNSAID) -> RunR
     )
     holder = {
         "run_id": request.run_id,
-        "who": why.schedule or os.environ.get("USER", ""),
+        "who": why.schedule or real_user()["name"],
         "pid": os.getpid(),
     }
     with RunLock(state_dir() / "locks", str(request.playbook), hosts, holder):
@@ -60,5 +71,9 @@ def run_recorded(request: RunRequest, ledger: Ledger, why: Why = UNSAID) -> RunR
             # A run that ended in an error still leaves no secret in its artifacts.
             redactor.tree(state_dir() / "runs" / request.run_id)
             raise
+        finally:
+            # The fact cache holds what hosts reported (their environment, for one): it
+            # keeps no secret this run knew, whatever happened.
+            redactor.tree(fact_cache_dir(request.inventory))
     prune_artifacts(state_dir() / "runs", Policy.from_env(), keep={request.run_id})
     return result

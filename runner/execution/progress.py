@@ -91,7 +91,7 @@ class Progress:
                     self.failed += 1
                     self._finish_line()
                     what = "UNREACHABLE" if kind == "runner_on_unreachable" else "FAILED"
-                    self._print(f"  {what} {data.get('host')}: {_message(res)}")
+                    self._print(f"  {what} {data.get('host')}: {_message(res, self.redactor)}")
             self._draw()
         elif kind == "playbook_on_stats":
             self._finish_task()
@@ -138,11 +138,13 @@ class Progress:
         self.stream.flush()
 
 
-def _message(res: dict[str, Any]) -> str:
+def _message(res: dict[str, Any], redactor: Redactor) -> str:
     if res.get("_ansible_no_log"):
         return "(output hidden: no_log)"
     msg = res.get("msg") or res.get("stderr") or res.get("reason") or "failed"
-    return " ".join(str(msg).split())[:300]
+    # Redacted first: joining its lines and cutting it short would leave pieces of a
+    # secret that the redactor no longer recognises.
+    return " ".join(redactor.text(str(msg)).split())[:300]
 
 
 def _recap(stats: dict[str, dict[str, int]]) -> str:

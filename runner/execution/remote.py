@@ -172,14 +172,15 @@ def stage(run_id: str, playbook: Path, inventory: str) -> tuple[Path, str, str]:
 
 def transmit_kwargs(request: Any, staging: Path, playbook: str, inventory: str) -> dict:
     """ansible-runner's arguments for a remote run: paths relative to the job, no local
-    environment (the node has its own tools, facts and PATH)."""
+    environment (the node has its own tools, facts and PATH). suppress_env_files stays:
+    vault passwords travel in these arguments, and the node's ansible-runner must keep
+    them in memory, not write them to env/passwords in the job's directory."""
     kwargs = request.runner_kwargs()
     for local_only in (
         "project_dir",
         "envvars",
         "fact_cache",
         "fact_cache_type",
-        "suppress_env_files",
     ):
         kwargs.pop(local_only, None)
     if isinstance(kwargs["inventory"], list):
@@ -187,7 +188,11 @@ def transmit_kwargs(request: Any, staging: Path, playbook: str, inventory: str) 
         hosts = [h.strip() for h in kwargs["inventory"][0].split(",") if h.strip()]
         kwargs["inventory"] = "\n".join(hosts) + "\n"
     else:
-        kwargs["inventory"] = inventory.replace(str(staging) + "/", "")
+        # The staged inventory/ directory holds exactly the inventory's files: without an
+        # inventory argument, the worker uses it as an absolute path in its own job
+        # directory (a relative path would be read against ansible-playbook's working
+        # directory, the project, and taken for a host name).
+        del kwargs["inventory"]
     kwargs.update(private_data_dir=str(staging), playbook=playbook)
     # The node's ansible-runner runs in the staged project, and its own callback directory
     # hides ansible.cfg's callback_plugins as it does here: name ours relative to the project.
@@ -200,6 +205,9 @@ def execute_remote(
 ) -> Any:
     """Run `request` on `node`; events reach `on_event` as in a local run."""
     staging, playbook, inventory = stage(request.run_id, request.playbook, request.inventory)
+    # Sent inside the job, as a file the worker passes by path: never on the node's
+    # command line. The worker's directory, and this staging copy, are removed after.
+    request.write_extravars(staging)
     kwargs = transmit_kwargs(request, staging, playbook, inventory)
     argv = node.worker_argv()
     try:

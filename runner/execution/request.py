@@ -21,6 +21,7 @@ import yaml
 from runner.core.errors import UserError, yaml_position
 from runner.core.inventory import is_host_list, resolve_inventory
 from runner.core.paths import CALLBACK_PLUGINS, repo_root, state_dir
+from runner.execution.vault import Vault
 
 # ansible-playbook's own exit codes, kept so that scripts written for it keep working.
 RC_OK = 0
@@ -63,6 +64,7 @@ class RunRequest:
     timeout: int | None = None  # seconds; the run is cancelled and recorded as timed out
     node: Any = None  # a runner.execution.remote.Node: run there through ansible-runner streaming
     fast: bool = False  # mitogen's strategy: far fewer round trips per task
+    vault: Vault = field(default_factory=Vault)
     run_id: str = field(default_factory=lambda: new_run_id())
 
     @classmethod
@@ -88,13 +90,32 @@ class RunRequest:
             args += ["--tags", self.tags]
         if self.skip_tags:
             args += ["--skip-tags", self.skip_tags]
-        return args
+        return args + self.vault.cmdline()
 
-    def runner_kwargs(self) -> dict[str, Any]:
-        """The one place where ansible-runner's arguments are built."""
+    def write_extravars(self, private_data_dir: Path) -> Path | None:
+        """The extra vars as ansible-runner's env/extravars file, readable by this user
+        only: ansible-runner passes its path (`-e @FILE`), so no value is on
+        ansible-playbook's command line, where any local user reads it. The caller
+        removes it when the run ends (`remove_extravars`)."""
+        if not self.extravars:
+            return None
+        env = private_data_dir / "env"
+        env.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = env / "extravars"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(self.extravars, handle)
+        return path
+
+    @staticmethod
+    def remove_extravars(private_data_dir: Path) -> None:
+        (private_data_dir / "env" / "extravars").unlink(missing_ok=True)
+
+    def ansible_env(self) -> dict[str, str]:
+        """The environment ansible-playbook runs with, beyond the caller's own."""
         root = repo_root()
         bindir = str(Path(sys.executable).parent)
-        envvars = {
+        return {
             # The repository's settings, unless the caller names another file (the
             # benchmarks compare Ansible's defaults with ours this way).
             "ANSIBLE_CONFIG": os.environ.get("TECHOPS_ANSIBLE_CONFIG") or str(root / "ansible.cfg"),
@@ -106,6 +127,13 @@ class RunRequest:
             # ansible.cfg: there it would break ansible-lint and any plain run before
             # `techops lab up` has written the default inventory.)
             "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true",
+        }
+
+    def runner_kwargs(self) -> dict[str, Any]:
+        """The one place where ansible-runner's arguments are built."""
+        root = repo_root()
+        envvars = {
+            **self.ansible_env(),
             # ansible-runner sets ANSIBLE_CALLBACK_PLUGINS to its own directory, which hides
             # ansible.cfg's callback_plugins: name ours here too (ansible-runner appends its own).
             "ANSIBLE_CALLBACK_PLUGINS": str(root / CALLBACK_PLUGINS),
@@ -135,8 +163,10 @@ class RunRequest:
         }
         if self.limit:
             kwargs["limit"] = self.limit
-        if self.extravars:
-            kwargs["extravars"] = self.extravars
+        if self.vault.passwords():
+            # Typed into ansible-playbook's own prompt through a pseudo-terminal; with
+            # suppress_env_files, ansible-runner keeps them in memory only.
+            kwargs["passwords"] = self.vault.passwords()
         if self.forks:
             kwargs["forks"] = self.forks
         if self.timeout:

@@ -75,20 +75,28 @@ def execute(request: RunRequest, observers: Sequence[Observer] = ()) -> RunResul
             observer.on_event(event)
         return True
 
-    Path(request.runner_kwargs()["private_data_dir"]).mkdir(parents=True, exist_ok=True)
+    kwargs = request.runner_kwargs()
+    private = Path(kwargs["private_data_dir"])
+    private.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Facts are the hosts' own data (environment, mounts, users): this user's only.
+    facts = Path(kwargs["fact_cache"])
+    for directory in (facts.parent, facts):
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.chmod(0o700)
     cancel = _Cancel()
     previous = cancel.install() if threading.current_thread() is threading.main_thread() else {}
     try:
         if request.node is not None:
             result = execute_remote(request, request.node, on_event, cancel)
         else:
+            request.write_extravars(private)
             result = ansible_runner.run(
                 **request.runner_kwargs(),
                 event_handler=on_event,
                 cancel_callback=cancel,
             )
-
     finally:
+        request.remove_extravars(private)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     status = result.status

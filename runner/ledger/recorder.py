@@ -3,36 +3,44 @@
 A run is two chained entries: `run.started`, written before ansible-playbook starts, and
 a terminal one (`run.finished`, or `run.interrupted` when the process died before it
 could write one; see `reap_interrupted`). Between them, the run's redacted events are
-stored in batches as detail. The source of truth is the events and the
-`playbook_on_stats` event, never stdout.
+stored in batches as detail, and the terminal entry seals them. The source of truth is the
+events and the `playbook_on_stats` event, never stdout.
 """
 
 from __future__ import annotations
 
-import getpass
 import importlib.metadata
 import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from runner.core.identity import real_user
 from runner.core.inventory import inventory_digest
 from runner.core.paths import repo_root, state_dir
+from runner.ledger.evidence import check_run, problems_warning
 from runner.ledger.redact import Redactor
-from runner.ledger.store import Ledger, canonical, event_row_hash, events_digest
+from runner.ledger.store import (
+    TERMINAL_KINDS,
+    Ledger,
+    RunAlreadyEnded,
+    canonical,
+    event_row_hash,
+    events_digest,
+)
 
 if TYPE_CHECKING:  # the recorder watches runs; it needs their types, not their code
     from runner.execution.request import RunRequest, RunResult
 
 BATCH_ROWS = 2000
 BATCH_SECONDS = 1.0
-TERMINAL_KINDS = ("run.finished", "run.interrupted")
 MESSAGE_LIMIT = 2000
 SET_STATS = {"set_stats", "ansible.builtin.set_stats", "ansible.legacy.set_stats"}
 
@@ -93,16 +101,12 @@ def versions(root: Path) -> dict[str, Any]:
 
 
 def who(schedule: str | None) -> dict[str, Any]:
+    """Who started the run: the scheduled job that fired it, or the user (as the kernel
+    knows them, never as LOGNAME or USER say: see runner.core.identity). A scheduled run
+    also records the user the scheduler runs as."""
     if schedule:
-        return {"kind": "schedule", "name": schedule}
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    person = {"kind": "user", "name": user}
-    if os.environ.get("SUDO_USER"):
-        person["sudo_user"] = os.environ["SUDO_USER"]
-    return person
+        return {"kind": "schedule", "name": schedule, "user": real_user()}
+    return real_user()
 
 
 def _process_start(pid: int) -> str | None:
@@ -176,7 +180,7 @@ class Recorder:
     def on_start(self, request: RunRequest) -> None:
         self.request = request
         if not self.redactor_given:
-            self.redactor = Redactor.for_run(request.extravars, request.inventory)
+            self.redactor = Redactor.for_run(request.extravars)
         root = repo_root()
         body = {
             "run_id": request.run_id,
@@ -199,8 +203,9 @@ class Recorder:
             "check": request.check,
             "diff": request.diff,
             "extra_vars": self.redactor.data(request.extravars),
-            "reason": self.reason,
-            "ticket": self.ticket,
+            # Free text a user typed: a pasted secret is scrubbed like any other.
+            "reason": self.redactor.text(self.reason) if self.reason else self.reason,
+            "ticket": self.redactor.text(self.ticket) if self.ticket else self.ticket,
             "git": git_state(root),
             "versions": versions(root),
             "hosts": self.hosts,
@@ -327,7 +332,16 @@ class Recorder:
         }
         if result is not None:
             body["duration_s"] = round((result.finished - result.started).total_seconds(), 3)
+        # Evidence that departs from its declaration is recorded as published, with what
+        # does not fit named beside it: never a reason to lose the run's record.
+        evidence_problems = check_run(self.evidence)
+        if evidence_problems:
+            body["evidence_problems"] = evidence_problems
         self.ledger.append("run.finished", self.request.run_id, body)
+        if evidence_problems:
+            # Once, on stderr (the terminal, or a scheduled job's journal): a role's drift is
+            # seen when it happens, not when an auditor reads a report.
+            print(problems_warning(self.request.run_id, evidence_problems), file=sys.stderr)
         if result is not None and result.artifacts is not None:
             # The artifacts kept on disk get the same redaction as the ledger.
             self.redactor.tree(result.artifacts.parent.parent)
@@ -346,7 +360,13 @@ def open_runs(ledger: Ledger) -> dict[str, dict[str, Any]]:
 
 
 def reap_interrupted(ledger: Ledger) -> list[str]:
-    """Mark as interrupted the open runs of this controller whose process is gone."""
+    """Mark as interrupted the open runs of this controller whose process is gone.
+
+    The `run.interrupted` entry seals the run's events as stored when it is written: the
+    process that would have sealed them is dead, so no row can legitimately arrive later,
+    and without a seal the rows of every killed run could be edited or deleted unseen. What
+    the dead process never flushed was never stored; what was stored before the reaper
+    came is what the seal vouches for."""
     here = socket.gethostname()
     reaped = []
     for run_id, body in open_runs(ledger).items():
@@ -355,28 +375,37 @@ def reap_interrupted(ledger: Ledger) -> list[str]:
             continue
         pid = controller.get("pid")
         alive = isinstance(pid, int) and _process_start(pid) == controller.get("pid_start")
-        if not alive:
-            body = {
-                "run_id": run_id,
-                "status": "interrupted",
-                "detail": "the techops process ended before it recorded the run's end "
-                "(killed, crashed, or the machine stopped)",
-            }
-            if _drop_unscrubbed_artifacts(run_id):
-                body["artifacts"] = (
-                    "removed: they were never scrubbed of secrets; the run's redacted "
-                    "events up to its end are in the ledger"
-                )
-            ledger.append("run.interrupted", run_id, body)
-            reaped.append(run_id)
+        if alive:
+            continue
+        body = {
+            "run_id": run_id,
+            "status": "interrupted",
+            "detail": "the techops process ended before it recorded the run's end "
+            "(killed, crashed, or the machine stopped)",
+        }
+        artifacts = _unscrubbed_artifacts(run_id)
+        if artifacts is not None:
+            body["artifacts"] = (
+                "removed: they were never scrubbed of secrets; the run's redacted "
+                "events up to its end are in the ledger"
+            )
+        try:
+            ledger.append("run.interrupted", run_id, body, seal_stored_events=True)
+        except RunAlreadyEnded:
+            # It wrote its own end after we listed it, then exited: that end stands, and
+            # its artifacts were scrubbed.
+            continue
+        if artifacts is not None:
+            shutil.rmtree(artifacts, ignore_errors=True)
+        reaped.append(run_id)
     return reaped
 
 
-def _drop_unscrubbed_artifacts(run_id: str) -> bool:
-    """Remove a dead run's ansible-runner artifacts. Only the end of a run scrubs them, and
-    the values to scrub (its extra vars, what its tasks returned) died with the process."""
+def _unscrubbed_artifacts(run_id: str) -> Path | None:
+    """A dead run's ansible-runner artifacts, to be removed. Only the end of a run scrubs
+    them, and the values to scrub (its extra vars, what its tasks returned) died with the
+    process."""
     path = state_dir() / "runs" / run_id
     if not path.is_dir() or not run_id or "/" in run_id or run_id.startswith("."):
-        return False
-    shutil.rmtree(path, ignore_errors=True)
-    return True
+        return None
+    return path

@@ -4,8 +4,9 @@ Two complementary rules:
 - by name: the value of any key that looks secret (password, passphrase, secret, token,
   private key, credential, api key, or a ``vault_`` variable) is replaced, wherever it sits;
 - by value: the values known to be secret (those of secret-named variables in the extra
-  vars and in the inventory's own files) are replaced wherever they appear, even inside
-  free text such as a task's stdout or an error message.
+  vars and the inventory, every vaulted value, the vault passwords) are replaced
+  wherever they appear, even inside free text such as a task's stdout or an error
+  message.
 Results that Ansible marks ``no_log`` are replaced whole.
 
 A run also learns secrets as it goes: a value a task returns under a secret-looking name
@@ -19,24 +20,31 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shlex
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from runner.core.inventory import InventoryYamlLoader, inventory_files
-
 REDACTED = "**redacted**"
 SECRET_NAME = re.compile(
+    r"(?i)(^vault_|pass(word|wd|phrase|code)|secret|token|private[_-]?key|credential"
+    r"|api[_-]?key|access[_-]?key"
+    # Abbreviations count only as a whole word of the name (MYSQL_PWD, GITHUB_PAT, db_pw,
+    # ansible_ssh_pass) or at its end (SSHPASS): "path", "compat" or "patch_age" stay
+    # readable, and so does PWD alone, the shell's working directory.
+    r"|(^|[_.-])(pass|pw|pat)($|[_.-])|[_.-]pwd($|[_.-])|[a-z]pass$)"
     # A TOTP secret is caught by "secret"; "totp" alone would hide facts such as
     # totp_enrolled that the access review needs.
-    r"(?i)(^vault_|pass(word|wd|phrase)|secret|token|private[_-]?key|credential|api[_-]?key)"
 )
 # Short values would replace ordinary words everywhere: only values this long are scrubbed.
 MIN_SECRET_LENGTH = 6
-# The password in a URL's user information: postgresql://user:PASSWORD@host/db.
-URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@]+:)([^\s/@]+)@")
+# The password in a URL's user information: postgresql://user:PASSWORD@host/db, with an
+# empty user (redis://:PASSWORD@host) or an unencoded @ in it (up to the last @ before the
+# host). Quotes end it: in JSON text, the next string is not part of the URL.
+URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@\"']*:)([^\s/?#\"'<>]*)@")
+# A line of a multi-line secret that is only words and punctuation (a PEM header) is not
+# secret on its own, and hiding it everywhere would hide ordinary text.
+_WORDS_ONLY = re.compile(r"[A-Za-z\s\[\]=:#-]*")
 
 
 def is_secret_name(name: object) -> bool:
@@ -65,17 +73,17 @@ class Redactor:
         self.values = sorted({*self.values, *new}, key=len, reverse=True)
         forms: set[str] = set()
         for value in self.values:
-            forms.add(value)
-            forms.add(json.dumps(value)[1:-1])  # as it appears inside JSON text
+            forms |= printed_forms(value)
         self._pattern = re.compile(
             "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
         )
         return True
 
     @classmethod
-    def for_run(cls, extravars: dict[str, Any], inventory: str) -> Redactor:
-        """The secrets a run knows before it starts: its extra vars and its inventory."""
-        return cls(secret_values(extravars) | inventory_secret_values(inventory))
+    def for_run(cls, extravars: dict[str, Any], known: Iterable[str] = ()) -> Redactor:
+        """The secrets a run knows before it starts: its extra vars, and the values found
+        by whoever read its inventory and vault (runner.execution.vault)."""
+        return cls(secret_values(extravars) | set(known))
 
     def text(self, value: str) -> str:
         if "://" in value:
@@ -150,6 +158,26 @@ class Redactor:
         return sum(self.file(p) for p in root.rglob("*") if p.is_file())
 
 
+def printed_forms(value: str) -> set[str]:
+    """The ways output can show a secret: as is; inside JSON text (escaped, ASCII or not);
+    YAML single-quoted (a quote doubled) and shell-quoted; and, for a multi-line secret (a
+    private key), each of its lines alone, since output splits and re-indents them."""
+    forms = {
+        value,
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+    }
+    if "'" in value:
+        forms.add(value.replace("'", "''"))
+        forms.add(shlex.quote(value))
+    if "\n" in value:
+        for line in value.splitlines():
+            line = line.strip()
+            if len(line) >= MIN_SECRET_LENGTH and not _WORDS_ONLY.fullmatch(line):
+                forms.add(line)
+    return {f for f in forms if f}
+
+
 def _no_log_stub(value: dict[str, Any]) -> dict[str, Any]:
     keep: dict[str, Any] = {
         k: value[k] for k in ("changed", "failed", "skipped", "unreachable") if k in value
@@ -221,28 +249,3 @@ def _all_leaves(data: Any) -> set[str]:
     if isinstance(data, str | int) and not isinstance(data, bool):
         return {str(data)}
     return set()
-
-
-def inventory_secret_values(inventory: str) -> set[str]:
-    """Secret values written in the inventory's own files (hosts, group_vars, host_vars).
-
-    Encrypted files and !vault values are skipped: they are never plain text on disk, and
-    a role must keep them out of its output with no_log.
-    """
-    _, files = inventory_files(inventory)
-    found: set[str] = set()
-    for file in files:
-        if file.suffix not in ("", ".yml", ".yaml", ".json"):
-            continue
-        try:
-            text = file.read_text()
-        except (OSError, UnicodeDecodeError):
-            continue
-        if text.startswith("$ANSIBLE_VAULT"):
-            continue
-        try:
-            for doc in yaml.load_all(text, Loader=InventoryYamlLoader):
-                found |= secret_values(doc)
-        except yaml.YAMLError:
-            continue
-    return found

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.core.errors import UserError
-from runner.ledger.store import PRUNED, Entry, Ledger
+from runner.ledger.store import PRUNED, TERMINAL_KINDS, Entry, Ledger
 
 DEFAULT_KEEP_RUNS = 100
 DEFAULT_KEEP_DAYS = 30
@@ -102,12 +102,13 @@ def prune_detail(ledger: Ledger, before: str) -> dict | None:
 
 
 def _ended_runs(ledger: Ledger) -> dict[str, Entry]:
-    """The terminal entry of every run that has one, by run id."""
+    """The terminal entry of every run that has one, by run id: its first, the only one
+    that counts (`verify` names any later one as a forgery)."""
     started: set[str] = set()
     ended: dict[str, Entry] = {}
-    for entry in ledger.entries(kinds=["run.started", "run.finished", "run.interrupted"]):
+    for entry in ledger.entries(kinds=["run.started", *TERMINAL_KINDS]):
         if entry.kind == "run.started":
             started.add(entry.run_id)
         elif entry.run_id in started:
-            ended[entry.run_id] = entry
+            ended.setdefault(entry.run_id, entry)
     return ended

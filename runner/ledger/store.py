@@ -5,12 +5,14 @@ It stores, chains and verifies; it knows nothing of reports, terminals or schedu
 Every entry carries the hash of the entry before it and its own hash over a canonical
 form of (sequence number, previous hash, kind, run id, time, body). Changing one byte of
 an entry, deleting one, or reordering them breaks the chain at that point, and `verify`
-names the first entry that does not match. A chain rewritten from its start is caught by
+names the first entry that does not match. A run's stored events are sealed by its first
+terminal entry, and by no other entry. A chain rewritten from its start is caught by
 checkpoints: the head's hash signed with an ed25519 key whose public half, and copies of
 the checkpoints, can be kept elsewhere.
 
-The same code serves SQLite (the default: one file, WAL, every write one transaction)
-and PostgreSQL (given a postgresql:// URL), through SQLAlchemy Core. Appends are
+The same code serves SQLite (the default: one file, WAL, every write one transaction; a
+file techops creates is its owner's only, as are the directories it creates for it) and
+PostgreSQL (given a postgresql:// URL), through SQLAlchemy Core. Appends are
 serialised by the database itself (SQLite's BEGIN IMMEDIATE, PostgreSQL's transaction
 advisory lock), so runs on several controllers or processes can write at once.
 """
@@ -37,7 +39,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from runner.core.errors import UserError
-from runner.core.paths import state_dir
+from runner.core.paths import PRIVATE_FILE, private_dirs, state_dir
 
 T = TypeVar("T")
 
@@ -59,8 +61,8 @@ entries = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False, unique=True),
 )
 
-# Per-event detail of each run, redacted. Not chained entry by entry: the run's
-# `run.finished` entry carries a digest of it. Retention may prune it, leaving a
+# Per-event detail of each run, redacted. Not chained entry by entry: the run's terminal
+# entry carries a digest of it (see TERMINAL_KINDS). Retention may prune it, leaving a
 # tombstone entry in the chain.
 events = sa.Table(
     "run_events",
@@ -104,8 +106,8 @@ def event_row_hash(counter: int, kind: str, host: str | None, data: str) -> str:
 
 def events_digest(row_hashes: Iterable[tuple[int, str]]) -> str:
     """The digest that seals a run's stored events: its (counter, row hash) pairs in order.
-    An entry that carries {"events": {"count": N, "sha256": D}} seals its run's events, and
-    `verify` recomputes D from the rows stored."""
+    The run's terminal entry carries {"events": {"count": N, "sha256": D}}, and `verify`
+    recomputes D from the rows stored."""
     digest = hashlib.sha256()
     for _, row_hash in sorted(row_hashes):
         digest.update(row_hash.encode())
@@ -115,24 +117,76 @@ def events_digest(row_hashes: Iterable[tuple[int, str]]) -> str:
 # The entry kind that drops the stored events of the runs it names (a retention tombstone):
 # from then on those runs' events are no longer expected to match their seal.
 PRUNED = "ledger.pruned"
+# The kinds of entry that end a run: `run.finished`, written by the run itself, and
+# `run.interrupted`, written for it when its process died. A run has at most one, and that
+# entry alone may seal the run's stored events: were a later entry allowed to, whoever can
+# append could delete a run's event rows and then append a fresh digest of what remains.
+TERMINAL_KINDS = ("run.finished", "run.interrupted")
+
+
+class RunAlreadyEnded(UserError):
+    """A second terminal entry for a run was refused: the first one stands."""
+
+    def __init__(self, run_id: str, seq: int, kind: str) -> None:
+        super().__init__(
+            f"run {run_id} already ended at ledger entry {seq} ({kind}): "
+            "a run has one terminal entry, nothing was written"
+        )
+        self.run_id = run_id
+        self.seq = seq
 
 
 class _Seals:
-    """What the chain says of stored events, gathered while `verify` walks it: each run's
-    sealed digest (from the entry carrying it) and the runs a tombstone pruned."""
+    """What the chain says of stored events, gathered while `verify` walks it: the entry
+    that ended each run and the seal it carries, and the runs a tombstone pruned.
+
+    Only a run's first terminal entry seals its events. An entry of another kind that
+    carries a seal, or a second terminal entry for a run, is the problem `take` returns:
+    either could otherwise bless event rows altered after the run ended."""
 
     def __init__(self) -> None:
-        self.sealed: dict[str, tuple[int, dict[str, Any]]] = {}
+        # run id -> (seq of its terminal entry, its seal; None when it carries none)
+        self.ended: dict[str, tuple[int, Any]] = {}
         self.pruned: set[str] = set()
 
-    def take(self, row: Any) -> None:
-        if '"events"' not in row.body and row.kind != PRUNED:
-            return
-        body = json.loads(row.body)
+    def take(self, row: Any) -> Problem | None:
+        terminal = row.kind in TERMINAL_KINDS
+        if not terminal and row.kind != PRUNED and '"events"' not in row.body:
+            return None  # the cheap test first: most entries carry no seal
+        try:
+            body = json.loads(row.body)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            body = {}
         if row.kind == PRUNED:
-            self.pruned |= set(body.get("runs") or {})
-        elif isinstance(body.get("events"), dict) and body["events"].get("sha256"):
-            self.sealed[row.run_id] = (row.seq, body["events"])
+            runs = body.get("runs")
+            self.pruned |= set(runs) if isinstance(runs, dict | list) else set()
+        seal = body.get("events")
+        if not terminal:
+            if "events" not in body:
+                return None
+            return Problem(
+                row.seq,
+                f"entry {row.seq} ({row.kind}) tries to re-seal the events of run "
+                f"{row.run_id}: only the run's own terminal entry "
+                f"({' or '.join(TERMINAL_KINDS)}) seals them",
+            )
+        if row.run_id in self.ended:
+            first = self.ended[row.run_id][0]
+            if "events" in body:
+                reason = (
+                    f"entry {row.seq} ({row.kind}) tries to re-seal the events of run "
+                    f"{row.run_id}, which entry {first} already ended and sealed"
+                )
+            else:
+                reason = (
+                    f"entry {row.seq} ({row.kind}) ends run {row.run_id} a second time: "
+                    f"entry {first} already ended it"
+                )
+            return Problem(row.seq, f"{reason} (a run has one terminal entry)")
+        self.ended[row.run_id] = (row.seq, seal if "events" in body else None)
+        return None
 
 
 def entry_hash(seq: int, prev_hash: str, kind: str, run_id: str, created: str, body: str) -> str:
@@ -164,16 +218,42 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class CheckedCheckpoint:
+    """A checkpoint the chain was found to match: which entry it covers, who signed it,
+    when, where it came from, and whether its signature was checked."""
+
+    seq: int
+    hash: str
+    created: str | None
+    # The id of the key that signed it: the public key's own id when the signature was
+    # checked with it, else the id the checkpoint claims (anyone can write that).
+    key_id: str | None
+    source: str  # "ledger": stored in the ledger; "given": a copy kept elsewhere
+    signature_checked: bool
+
+
+@dataclass(frozen=True)
 class Verification:
     entries: int
     head_hash: str
     head_seq: int
     problem: Problem | None
-    checkpoints_checked: int
+    # The checkpoints the chain matched, stored and given, in the order they were checked.
+    checkpoints: tuple[CheckedCheckpoint, ...] = ()
+    # The id of the public key the checkpoints' signatures were checked with, if one was given.
+    public_key_id: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.problem is None
+
+    @property
+    def checkpoints_checked(self) -> int:
+        return len(self.checkpoints)
+
+    @property
+    def signatures_checked(self) -> bool:
+        return self.public_key_id is not None
 
 
 def default_url(state: Path) -> str:
@@ -237,16 +317,37 @@ class Ledger:
         event_rows: Iterable[dict[str, Any]] = (),
         *,
         drop_events_of: Iterable[str] = (),
+        seal_stored_events: bool = False,
     ) -> Entry:
         """Append one entry in one transaction, with its run's event rows if given, and
         removing the stored events of the runs in `drop_events_of` (a prune's tombstone and
-        the removal it records commit together or not at all)."""
-        body_text = canonical(body)
+        the removal it records commit together or not at all).
+
+        A terminal entry (TERMINAL_KINDS) for a run that already has one is refused with
+        RunAlreadyEnded, checked under the append's lock so two writers cannot both end a
+        run. With `seal_stored_events`, a terminal entry seals the run's events as stored
+        at this moment, digested in the same transaction so no row can slip in between."""
+        if kind not in TERMINAL_KINDS and ("events" in body or seal_stored_events):
+            raise ValueError(f"a {kind} entry cannot seal events: only a run's terminal entry does")
         drop = sorted(drop_events_of)
 
         def work() -> Entry:
             with self._writing() as conn:
                 self._lock(conn)
+                sealed = body
+                if kind in TERMINAL_KINDS:
+                    ended = conn.execute(
+                        sa.select(entries.c.seq, entries.c.kind)
+                        .where(entries.c.run_id == run_id)
+                        .where(entries.c.kind.in_(TERMINAL_KINDS))
+                        .order_by(entries.c.seq)
+                        .limit(1)
+                    ).first()
+                    if ended:
+                        raise RunAlreadyEnded(run_id, ended.seq, ended.kind)
+                    if seal_stored_events:
+                        sealed = {**body, "events": _stored_seal(conn, run_id)}
+                body_text = canonical(sealed)
                 if drop:
                     conn.execute(events.delete().where(events.c.run_id.in_(drop)))
                 head = conn.execute(
@@ -270,7 +371,7 @@ class Ledger:
                 rows = list(event_rows)
                 if rows:
                     conn.execute(events.insert(), rows)
-                return Entry(seq, run_id, kind, created, body, prev, digest)
+                return Entry(seq, run_id, kind, created, sealed, prev, digest)
 
         return self._guard("write to", work)
 
@@ -344,7 +445,9 @@ class Ledger:
     def verify(
         self, trusted_checkpoints: Iterable[dict[str, Any]] = (), public_key: bytes | None = None
     ) -> Verification:
-        """Recompute the chain; check checkpoints (stored and given) against it."""
+        """Recompute the chain and the seals of stored events; check checkpoints (stored
+        and given) against the chain, and their signatures when a public key is given."""
+        public = _public_key(public_key) if public_key is not None else None
         count = 0
         prev = GENESIS
         expected_seq = 1
@@ -353,7 +456,6 @@ class Ledger:
         seals = _Seals()
         query = sa.select(entries).order_by(entries.c.seq)
         for row in self._guard("read", lambda: self._fetch(query)):
-            seals.take(row)
             count += 1
             if problem:
                 continue
@@ -378,27 +480,22 @@ class Ledger:
                     "was altered: its content no longer matches its hash",
                 )
                 continue
+            problem = seals.take(row)
             hashes[row.seq] = row.hash
             prev = row.hash
             expected_seq += 1
         head_seq = expected_seq - 1
         if problem is None:
             problem = self._verify_events(seals)
-        checked = 0
-        stored = [
-            dict(r._mapping)
-            for r in self._guard(
-                "read", lambda: self._fetch(sa.select(checkpoints).order_by(checkpoints.c.id))
-            )
-        ]
-        for cp in [*stored, *trusted_checkpoints]:
-            if public_key is not None and not verify_signature(public_key, cp):
+        matched: list[CheckedCheckpoint] = []
+        stored = [("ledger", cp) for cp in self.checkpoints()]
+        for source, cp in [*stored, *(("given", cp) for cp in trusted_checkpoints)]:
+            if public is not None and not _signed_by(public, cp):
                 problem = problem or Problem(
                     cp["seq"],
                     f"checkpoint at entry {cp['seq']} has a bad signature for this public key",
                 )
                 continue
-            checked += 1
             if problem:
                 continue
             if cp["seq"] > head_seq:
@@ -414,11 +511,23 @@ class Ledger:
                     f"entry {cp['seq']} differs from the signed "
                     "checkpoint: the chain was rewritten",
                 )
-        return Verification(count, prev, head_seq, problem, checked)
+            else:
+                matched.append(
+                    CheckedCheckpoint(
+                        seq=cp["seq"],
+                        hash=cp["hash"],
+                        created=cp.get("created"),
+                        key_id=_raw_key_id(public) if public is not None else cp.get("key_id"),
+                        source=source,
+                        signature_checked=public is not None,
+                    )
+                )
+        public_id = _raw_key_id(public) if public is not None else None
+        return Verification(count, prev, head_seq, problem, tuple(matched), public_id)
 
     def _verify_events(self, seals: _Seals) -> Problem | None:
-        """Each sealed run's stored events still hash to the digest its entry carries,
-        unless a tombstone says they were pruned."""
+        """Each sealed run's stored events still hash to the digest its terminal entry
+        carries, unless a tombstone says they were pruned."""
         stored: dict[str, list[tuple[int, str]]] = {}
         rows = sa.select(
             events.c.run_id, events.c.counter, events.c.event, events.c.host, events.c.data
@@ -427,11 +536,13 @@ class Ledger:
             stored.setdefault(row.run_id, []).append(
                 (row.counter, event_row_hash(row.counter, row.event, row.host, row.data))
             )
-        for run_id, (seq, seal) in seals.sealed.items():
-            if run_id in seals.pruned:
+        for run_id, (seq, seal) in seals.ended.items():
+            if seal is None or run_id in seals.pruned:
                 continue
+            if not isinstance(seal, dict):
+                return Problem(seq, f"entry {seq} seals the events of run {run_id} with no digest")
             found = stored.get(run_id, [])
-            if len(found) != seal.get("count") or events_digest(found) != seal["sha256"]:
+            if len(found) != seal.get("count") or events_digest(found) != seal.get("sha256"):
                 return Problem(
                     seq,
                     f"the stored events of run {run_id} were altered: they no longer match "
@@ -488,10 +599,34 @@ class Ledger:
         return f"cannot {action} the ledger {self.where}: {text} ({hint})"
 
 
+def _stored_seal(conn: Connection, run_id: str) -> dict[str, Any]:
+    """The seal of a run's events as they are stored now."""
+    rows = conn.execute(
+        sa.select(events.c.counter, events.c.event, events.c.host, events.c.data).where(
+            events.c.run_id == run_id
+        )
+    )
+    hashes = [(r.counter, event_row_hash(r.counter, r.event, r.host, r.data)) for r in rows]
+    return {"count": len(hashes), "sha256": events_digest(hashes)}
+
+
 def _entry(row: Any) -> Entry:
     return Entry(
         row.seq, row.run_id, row.kind, row.created, json.loads(row.body), row.prev_hash, row.hash
     )
+
+
+def _create_private(path: Path) -> None:
+    """Create a new ledger file readable by its owner only, before SQLite opens it: SQLite
+    would create it with the umask's mode (often 0644), and gives its -wal and -shm files
+    the mode of the database file. An existing file is left as it is."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # SQLite cannot create it either, and says so with a hint (see _explain)
+    os.close(fd)
 
 
 def _sqlite_engine(url: sa.engine.URL) -> Engine:
@@ -499,11 +634,12 @@ def _sqlite_engine(url: sa.engine.URL) -> Engine:
     if database and database != ":memory:":
         path = Path(database)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(path.parent)
         except OSError as exc:
             raise UserError(
                 f"cannot create the ledger's directory {path.parent}: {exc.strerror}"
             ) from None
+        _create_private(path)
         if path.exists() and not (os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)):
             # A ledger on a read-only disk can still be read, listed and verified; SQLite
             # must be told, or it fails creating its WAL index beside the file.
@@ -583,15 +719,27 @@ def sign_checkpoint(private_key_pem: bytes, seq: int, digest: str) -> dict[str, 
     }
 
 
-def verify_signature(public_key_pem: bytes, cp: dict[str, Any]) -> bool:
-    public = serialization.load_pem_public_key(public_key_pem)
+def _public_key(public_key_pem: bytes) -> Ed25519PublicKey:
+    try:
+        public = serialization.load_pem_public_key(public_key_pem)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"cannot read the checkpoint public key (PEM expected): {exc}") from None
     if not isinstance(public, Ed25519PublicKey):
         raise UserError("the checkpoint public key is not an ed25519 key")
+    return public
+
+
+def _raw_key_id(public: Ed25519PublicKey) -> str:
+    return key_id(public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+
+
+def _signed_by(public: Ed25519PublicKey, cp: dict[str, Any]) -> bool:
+    """Whether `public` signed this checkpoint; one missing a field is not signed."""
     try:
         public.verify(
             bytes.fromhex(cp["signature"]),
             _checkpoint_message(int(cp["seq"]), cp["hash"], cp["created"]),
         )
-    except (InvalidSignature, ValueError):
+    except (InvalidSignature, ValueError, TypeError, KeyError):
         return False
     return True

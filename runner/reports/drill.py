@@ -7,41 +7,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runner.core.errors import UserError
+from runner.ledger.evidence import Reading
 from runner.ledger.store import Ledger
-from runner.reports.model import RunView, find_run, load_runs, verification
+from runner.reports.model import RUN_WIDE, RunView, find_run, load_runs, verification
 from runner.reports.render import html, markdown, to_json
 
 
-def _drills_of(run: RunView) -> dict[str, dict[str, Any]]:
-    """The drill evidence a finished run recorded, per standby (dr_drill's result.yml)."""
-    evidence = (run.end.body.get("evidence") if run.end else None) or {}
+def _drills_of(run: RunView) -> dict[str, Reading]:
+    """The drill evidence a finished run recorded, per standby (dr_drill's result.yml), as
+    far as it fits its declaration: set_stats may have handed values over as text ("412.3",
+    "True"), which is read as what it spells; anything else is left out, and shown unknown."""
     return {
-        host: found["drill"]
-        for host, found in evidence.items()
-        if isinstance(found, dict) and isinstance(found.get("drill"), dict)
+        host: reading for host, reading in run.evidence.area("drill").items() if host != RUN_WIDE
     }
-
-
-# set_stats hands values over as templated, which may be text ("412.3", "True"): the
-# report compares numbers and booleans, whatever the Ansible version recorded.
-def _number(value: Any) -> float | None:
-    if value is None or isinstance(value, bool) or value == "":
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _count(value: Any) -> int | None:
-    number = _number(value)
-    return int(number) if number is not None else None
-
-
-def _flag(value: Any) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in ("true", "yes", "1")
 
 
 def _met(measured: float | None, target: float | None) -> bool | None:
@@ -51,39 +29,62 @@ def _met(measured: float | None, target: float | None) -> bool | None:
     return measured <= target
 
 
-def _drill_row(run: RunView, host: str, drill: dict[str, Any]) -> dict[str, Any]:
-    rto, rto_target = _number(drill.get("rto_s")), _number(drill.get("rto_target_s"))
-    rpo, rpo_target = _number(drill.get("rpo_s")), _number(drill.get("rpo_target_s"))
-    mismatches = []
-    for found in drill.get("mismatches") or []:
-        if isinstance(found, dict):
-            mismatches.append({"path": found.get("path"), "problem": found.get("problem")})
-        else:
-            mismatches.append({"path": str(found), "problem": None})
-    return {
+# Row fields read straight from the evidence, by their key there.
+_READ = {
+    "date": "started",
+    "system": "source",
+    "source": "source",
+    "standby": "standby",
+    "archive": "archive",
+    "archive_time": "archive_time",
+    "rto_s": "rto_s",
+    "rto_target_s": "rto_target_s",
+    "rpo_s": "rpo_s",
+    "rpo_target_s": "rpo_target_s",
+    "passed": "passed",
+    "reason": "reason",
+    "files_verified": "files_verified",
+    "files_total": "files_total",
+    "kept": "kept",
+}
+
+
+def _drill_row(run: RunView, host: str, drill: Reading) -> dict[str, Any]:
+    """One standby's drill as the report shows it. A value the evidence does not give is
+    None and named in `unknown`: never the run's time for the drill's, nor the standby's
+    name for the system's."""
+    row: dict[str, Any] = {
         "run_id": run.run_id,
         "run_status": run.status,
         "check": bool(run.started.body.get("check")),
-        "date": drill.get("started") or run.start_time,
-        "system": drill.get("source") or host,
-        "source": drill.get("source"),
-        "standby": drill.get("standby") or host,
-        "archive": drill.get("archive"),
-        "archive_time": drill.get("archive_time"),
-        "rto_s": rto,
-        "rto_target_s": rto_target,
-        "rto_met": _met(rto, rto_target),
-        "rpo_s": rpo,
-        "rpo_target_s": rpo_target,
-        "rpo_met": _met(rpo, rpo_target),
-        "passed": _flag(drill.get("passed")),
-        "reason": drill.get("reason") or None,
-        "files_verified": _count(drill.get("files_verified")),
-        "files_total": _count(drill.get("files_total")),
-        "mismatches": mismatches,
-        "db_rows": drill.get("db_rows") if isinstance(drill.get("db_rows"), dict) else {},
-        "kept": _flag(drill.get("kept")),
+        "reported_by": host,
     }
+    unknown = []
+    for column, key in _READ.items():
+        row[column] = drill.get(key)
+        if not drill.known(key):
+            unknown.append(column)
+    row["rto_met"] = _met(row["rto_s"], row["rto_target_s"])
+    row["rpo_met"] = _met(row["rpo_s"], row["rpo_target_s"])
+    row["mismatches"] = [
+        {"path": found.get("path"), "problem": found.get("problem")}
+        for found in drill.get("mismatches") or []
+    ]
+    if not drill.known("mismatches"):
+        unknown.append("mismatches")
+    row["db_rows"] = drill.get("db_rows") or {}
+    if not drill.known("db_rows"):
+        unknown.append("db_rows")
+    row["unknown"] = unknown
+    row["problems"] = list(drill.problems)
+    return row
+
+
+def _verdict(values: list[bool | None]) -> bool | None:
+    """Passed when every one passed, failed when one failed, else unknown."""
+    if any(v is False for v in values):
+        return False
+    return True if values and all(v is True for v in values) else None
 
 
 def drill(ledger: Ledger, run_id: str) -> dict[str, Any]:
@@ -110,16 +111,23 @@ def drill(ledger: Ledger, run_id: str) -> dict[str, Any]:
     drills = []
     for host, evidence in sorted(found.items()):
         row = _drill_row(run, host, evidence)
+        # The drills of the same system; of an unknown system, this one alone.
         trend = [
-            {**past, "current": past["run_id"] == run.run_id and past["standby"] == row["standby"]}
+            {
+                **past,
+                "current": past["run_id"] == run.run_id
+                and past["reported_by"] == row["reported_by"],
+            }
             for past in history
-            if past["system"] == row["system"]
+            if (row["system"] is not None and past["system"] == row["system"])
+            or (past["run_id"] == run.run_id and past["reported_by"] == row["reported_by"])
         ]
         row["trend"] = trend
         row["trend_summary"] = {
             "drills": len(trend),
-            "passed": sum(1 for t in trend if t["passed"]),
-            "failed": sum(1 for t in trend if not t["passed"]),
+            "passed": sum(1 for t in trend if t["passed"] is True),
+            "failed": sum(1 for t in trend if t["passed"] is False),
+            "unknown": sum(1 for t in trend if t["passed"] is None),
         }
         drills.append(row)
     return {
@@ -130,7 +138,7 @@ def drill(ledger: Ledger, run_id: str) -> dict[str, Any]:
         "finished": run.end_time,
         "who": run.who,
         "check": bool(run.started.body.get("check")),
-        "passed": all(d["passed"] is True for d in drills),
+        "passed": _verdict([d["passed"] for d in drills]),
         "drills": drills,
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "ledger": verification(ledger.verify()),

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.core.errors import UserError
-from runner.ledger.store import Entry, Ledger, Verification
+from runner.ledger.evidence import Reading, read
+from runner.ledger.store import TERMINAL_KINDS, CheckedCheckpoint, Entry, Ledger, Verification
 
 EVIDENCE_AREAS = ("patch", "access", "backup", "drill")
 
@@ -47,11 +48,19 @@ class RunView:
         return self.end.created if self.end else None
 
     @property
+    def evidence(self) -> RunEvidence:
+        """The evidence the run's end recorded, as reports read it."""
+        return RunEvidence.of(self.end.body.get("evidence") if self.end else None)
+
+    @property
     def who(self) -> str:
         who = self.started.body.get("who") or {}
         text = f"{who.get('kind', '?')}:{who.get('name', '?')}"
         if who.get("sudo_user"):
             text += f" (sudo from {who['sudo_user']})"
+        login = who.get("login_user")
+        if login and login not in (who.get("name"), who.get("sudo_user")):
+            text += f" (logged in as {login})"
         return text
 
     def as_dict(self) -> dict[str, Any]:
@@ -71,13 +80,65 @@ class RunView:
         }
 
 
+# The recorder's key for evidence published without `per_host`: about the run, no host.
+RUN_WIDE = "_run"
+
+
+@dataclass(frozen=True)
+class RunEvidence:
+    """A run's evidence per host and area, read through the declarations of
+    runner.ledger.evidence: what does not fit is left out and named, so that a report shows
+    "unknown" for it and never a value of its own. A host whose record is not a mapping of
+    areas is named in `unreadable`, never read."""
+
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unreadable: tuple[dict[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, recorded: Any) -> RunEvidence:
+        if recorded is None:
+            return cls()
+        if not isinstance(recorded, dict):
+            problem = "the run's evidence is not a mapping of hosts"
+            return cls({}, ({"host": "", "area": "", "problem": problem},))
+        hosts = {h: areas for h, areas in recorded.items() if isinstance(areas, dict)}
+        unreadable = tuple(
+            {"host": h, "area": "", "problem": "not a mapping of areas"}
+            for h in sorted(recorded)
+            if h not in hosts
+        )
+        return cls(hosts, unreadable)
+
+    def area(self, area: str) -> dict[str, Reading]:
+        """Per host (sorted), this area's evidence as far as it fits its declaration."""
+        return {
+            host: read(area, areas[area])
+            for host, areas in sorted(self.hosts.items())
+            if area in areas
+        }
+
+    def problems(self) -> list[dict[str, str]]:
+        """Every {host, area, problem} of the run's evidence, as reports read it."""
+        found = list(self.unreadable)
+        for host, areas in sorted(self.hosts.items()):
+            for area in sorted(areas):
+                found += [
+                    {"host": host, "area": area, "problem": problem}
+                    for problem in read(area, areas[area]).problems
+                ]
+        return found
+
+
 def load_runs(ledger: Ledger) -> dict[str, RunView]:
     runs: dict[str, RunView] = {}
     for entry in ledger.entries():
         if entry.kind == "run.started":
             runs[entry.run_id] = RunView(entry.run_id, entry, entries=[entry])
-        elif entry.kind in ("run.finished", "run.interrupted") and entry.run_id in runs:
-            runs[entry.run_id].end = entry
+        elif entry.kind in TERMINAL_KINDS and entry.run_id in runs:
+            # A run's first terminal entry is its end; a later one is a forgery, which
+            # `verify` names and the report's ledger section shows.
+            if runs[entry.run_id].end is None:
+                runs[entry.run_id].end = entry
             runs[entry.run_id].entries.append(entry)
     return runs
 
@@ -125,12 +186,87 @@ def find_run(runs: dict[str, RunView], run_id: str, ledger: Ledger) -> RunView:
     raise UserError(f"run id {run_id!r} is ambiguous: {', '.join(sorted(matches)[:5])}")
 
 
+# How far a verification vouches for the ledger, weakest first, with the words reports
+# show for it. Only "signed" rules out a ledger rewritten whole, checkpoints included.
+ASSURANCE = {
+    "broken": "does not verify",
+    "internal": "verified internally only",
+    "unsigned": "verified; checkpoint signatures not checked",
+    "signed": "verified against signed checkpoints",
+}
+# How many checkpoints the one-sentence summary names; the report lists them all.
+SUMMARY_CHECKPOINTS = 3
+
+
 def verification(verification: Verification) -> dict[str, Any]:
+    """What a report says of the ledger: whether the chain verifies, and against what. A
+    chain that is only consistent with itself could have been rewritten whole; only
+    checkpoints whose signatures were checked with a public key kept elsewhere rule that
+    out, so the report says which checkpoints were checked and how."""
+    level = assurance(verification)
     return {
         "verified": verification.ok,
+        "assurance": level,
+        "label": ASSURANCE[level],
+        "summary": verification_summary(verification),
         "entries": verification.entries,
         "head_seq": verification.head_seq,
         "head_hash": verification.head_hash,
         "problem": verification.problem.reason if verification.problem else None,
         "checkpoints_checked": verification.checkpoints_checked,
+        "checkpoints": [
+            {
+                "seq": cp.seq,
+                "hash": cp.hash,
+                "key_id": cp.key_id,
+                "created": cp.created,
+                "source": cp.source,
+                "signature_checked": cp.signature_checked,
+            }
+            for cp in verification.checkpoints
+        ],
+        "signatures_checked": verification.signatures_checked,
+        "public_key_id": verification.public_key_id,
     }
+
+
+def assurance(verification: Verification) -> str:
+    if not verification.ok:
+        return "broken"
+    if not verification.checkpoints:
+        return "internal"
+    return "signed" if verification.signatures_checked else "unsigned"
+
+
+def _checkpoint_text(cp: CheckedCheckpoint) -> str:
+    where = "stored in the ledger" if cp.source == "ledger" else "kept elsewhere"
+    return f"entry {cp.seq} key {cp.key_id or 'unknown'} of {cp.created or 'unknown date'}, {where}"
+
+
+def verification_summary(verification: Verification) -> str:
+    """One sentence that says how far the ledger was checked, as every report shows it."""
+    level = assurance(verification)
+    if level == "broken":
+        reason = verification.problem.reason if verification.problem else "unknown"
+        return f"The chain DOES NOT VERIFY: {reason}"
+    if level == "internal":
+        return (
+            f"Chain of {verification.entries} entries verified internally; no signed "
+            "checkpoint checked, so a chain rewritten from its start would verify too"
+        )
+    newest = sorted(verification.checkpoints, key=lambda cp: cp.seq, reverse=True)
+    listed = "; ".join(_checkpoint_text(cp) for cp in newest[:SUMMARY_CHECKPOINTS])
+    if len(newest) > SUMMARY_CHECKPOINTS:
+        listed += f"; and {len(newest) - SUMMARY_CHECKPOINTS} earlier"
+    count = len(newest)
+    if level == "signed":
+        return (
+            f"Chain of {verification.entries} entries verified against {count} signed "
+            f"checkpoint(s) ({listed}), signatures checked with public key "
+            f"{verification.public_key_id}"
+        )
+    return (
+        f"Chain of {verification.entries} entries verified internally and against {count} "
+        f"checkpoint(s) ({listed}); their signatures were not checked (no public key "
+        "given), so a ledger rewritten with its checkpoints would verify too"
+    )

@@ -15,15 +15,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runner.core.errors import UserError
 from runner.core.inventory import host_groups
 from runner.core.locks import FileLock
 from runner.core.paths import state_dir
 from runner.execution.launch import Why, run_recorded
 from runner.execution.request import RunRequest
+from runner.execution.vault import Vault
 from runner.ledger.store import Entry, Ledger
 from runner.scheduling import gate, notify
 from runner.scheduling.gate import Decision
-from runner.scheduling.model import load
+from runner.scheduling.model import Job, credential_name, load
 
 DECISION = "schedule.decision"
 # The extra var that carries a scheduled job's emergency override into its playbook.
@@ -43,6 +45,27 @@ class JobLock:
 
     def release(self) -> None:
         self.lock.release()
+
+
+def job_vault(job: Job, directory: Path) -> Vault:
+    """The vault identities a job names, as password files ansible-playbook reads: the
+    credentials systemd loaded for its unit ($CREDENTIALS_DIRECTORY, private to the
+    service), else the controller's own files (a job fired by hand, as root)."""
+    loaded = os.environ.get("CREDENTIALS_DIRECTORY")
+    ids = []
+    for label in job.vault_ids:
+        candidates = [Path(loaded) / credential_name(label)] if loaded else []
+        candidates.append(directory / label)
+        found = next((p for p in candidates if p.is_file() and os.access(p, os.R_OK)), None)
+        if found is None:
+            raise UserError(
+                f"job {job.name} needs the password of vault identity {label!r}: no systemd "
+                f"credential {credential_name(label)} and {directory / label} is missing or "
+                "unreadable (create it, mode 0600, then re-run `techops schedule install "
+                "--systemd`)"
+            )
+        ids.append(f"{label}@{found}")
+    return Vault(ids=tuple(ids))
 
 
 def run_job(
@@ -66,6 +89,7 @@ def run_job(
         if override_reason
         else job.extra_vars,
         timeout=int(job.max_runtime.total_seconds()) if job.max_runtime else None,
+        vault=job_vault(job, schedules.vault_dir),
     )
     lock = JobLock(job.name)
     running = lock.try_acquire(request.run_id)

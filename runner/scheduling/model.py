@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,7 +42,13 @@ JOB_KEYS = {
     "enabled",
     "notify",
     "description",
+    "vault_ids",
 }
+# Where a controller keeps one vault password file per identity (`vault: credentials_dir:`
+# in schedules.yml): the systemd units load them as credentials, never as text or
+# environment of the unit.
+VAULT_DIR_DEFAULT = "/etc/techops/vault"
+VAULT_LABEL = re.compile(r"^[A-Za-z0-9_.-]+$")
 # Keys whose value is handed on as text (to ansible-playbook or a listing).
 TEXT_KEYS = ("playbook", "inventory", "limit", "tags", "skip_tags", "window")
 
@@ -146,6 +153,7 @@ class Job:
     extra_vars: dict[str, Any] = field(default_factory=dict)
     notify: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    vault_ids: tuple[str, ...] = ()  # labels of the vault identities the run needs
     line: int = 0
 
     @property
@@ -175,6 +183,10 @@ class Schedules:
     jobs: dict[str, Job]
     windows: list[Any]
     freezes: list[Any]
+
+    @property
+    def vault_dir(self) -> Path:
+        return Path((self.data.get("vault") or {}).get("credentials_dir") or VAULT_DIR_DEFAULT)
 
     def job(self, name: str) -> Job:
         if name not in self.jobs:
@@ -296,6 +308,15 @@ def load(path: Path | None = None, *, check_files: bool = True) -> Schedules:
         if not isinstance(extra, dict):
             problems.append(f"{loc}: {where}: extra_vars must be a mapping")
             continue
+        vault_ids = spec.get("vault_ids") or []
+        if not isinstance(vault_ids, list) or not all(
+            isinstance(label, str) and VAULT_LABEL.match(label) for label in vault_ids
+        ):
+            problems.append(
+                f"{at(spec, 'vault_ids')}: {where}: vault_ids must be a list of vault identity "
+                "labels (letters, digits, . _ -), e.g. [prod]"
+            )
+            continue
         own_notify = spec.get("notify")
         notify_problems = notify.validate(own_notify, where)
         if notify_problems:
@@ -317,6 +338,7 @@ def load(path: Path | None = None, *, check_files: bool = True) -> Schedules:
             extra_vars=dict(extra),
             notify=dict(own_notify or {}),
             description=str(spec.get("description", "")),
+            vault_ids=tuple(vault_ids),
             line=getattr(spec, "line", 0),
         )
         if window in loaded:
@@ -325,9 +347,27 @@ def load(path: Path | None = None, *, check_files: bool = True) -> Schedules:
                 problems.append(f"{loc}: {where}: {never}")
                 continue
         jobs[name] = job
+    problems += _vault_problems(data, at)
     if problems:
         raise ScheduleError(problems)
     return Schedules(path, data, jobs, windows, freezes)
+
+
+def _vault_problems(data: dict[str, Any], at: Any) -> list[str]:
+    section = data.get("vault")
+    if section is None:
+        return []
+    if not isinstance(section, dict) or set(section) - {"credentials_dir"}:
+        return [f"{at(data, 'vault')}: vault takes one key, credentials_dir (a directory path)"]
+    directory = section.get("credentials_dir")
+    if directory is not None and not (isinstance(directory, str) and directory.startswith("/")):
+        return [f"{at(section, 'credentials_dir')}: vault.credentials_dir must be an absolute path"]
+    return []
+
+
+def credential_name(label: str) -> str:
+    """The systemd credential that carries the password of vault identity `label`."""
+    return f"techops-vault-{label}"
 
 
 def _read(path: Path) -> dict[str, Any]:

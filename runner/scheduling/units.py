@@ -3,10 +3,11 @@ the scheduler's instants, daylight-saving changes included."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from runner.core.paths import repo_root
-from runner.scheduling.model import Job, Schedules, maintenance
+from runner.scheduling.model import Job, Schedules, credential_name, maintenance
 
 WEEKDAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
@@ -144,7 +145,8 @@ def render_units(
             "After=network-online.target\nWants=network-online.target\n\n"
             f"[Service]\nType=oneshot\nWorkingDirectory={root}\n"
             f"Environment=TECHOPS_ROOT={root}\n"
-            f"ExecStart={techops_bin} run --schedule {job.name}\n"
+            + _credentials(job.vault_ids, schedules)
+            + f"ExecStart={techops_bin} run --schedule {job.name}\n"
             # The gate decides; a refusal (exit 3) is a decision, not a unit failure.
             "SuccessExitStatus=3\n"
         )
@@ -157,12 +159,23 @@ def render_units(
     return units
 
 
-def scheduler_unit(techops_bin: str) -> str:
+def _credentials(labels: Iterable[str], schedules: Schedules) -> str:
+    """LoadCredential= lines for vault identities: systemd copies each password file into
+    the service's private credentials directory; the unit holds only the path."""
+    return "".join(
+        f"LoadCredential={credential_name(label)}:{schedules.vault_dir / label}\n"
+        for label in sorted(set(labels))
+    )
+
+
+def scheduler_unit(techops_bin: str, schedules: Schedules) -> str:
+    labels = [label for job in schedules.jobs.values() if job.enabled for label in job.vault_ids]
     return (
         "[Unit]\nDescription=techops scheduler (fires the jobs of schedules.yml)\n"
         "After=network-online.target\nWants=network-online.target\n\n[Service]\n"
         f"WorkingDirectory={repo_root()}\nEnvironment=TECHOPS_ROOT={repo_root()}\n"
-        f"ExecStart={techops_bin} scheduler\n"
+        + _credentials(labels, schedules)
+        + f"ExecStart={techops_bin} scheduler\n"
         "Restart=on-failure\nRestartSec=10\nKillSignal=SIGTERM\nTimeoutStopSec=600\n\n"
         "[Install]\nWantedBy=multi-user.target\n"
     )

@@ -117,13 +117,16 @@ def test_a_real_run_is_recorded_reported_and_free_of_secrets(
     html = outputs["html"].read_text()
     assert "http://" not in html and "https://" not in html  # self-contained
     assert "canary check" in html and "app1" in html
-    assert 'Chain: <span class="status s-verified">verified</span>' in html
+    # No checkpoint signed yet: the report says the chain holds only against itself.
+    assert 'Ledger: <span class="status s-unanchored">verified internally only</span>' in html
     assert console_errors(outputs["html"]) == []
     compliance = tmp_path / "compliance.csv"
     assert (
         techops(
             "report",
             "compliance",
+            "-i",
+            str(canary_inventory),
             "--since",
             "2000-01-01",
             "--format",

@@ -4,6 +4,7 @@ and is recorded exactly as a local run; the Receptor path is checked up to the h
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 from runner.execution.remote import Node, load_nodes
 from tests.helpers import techops
 
-from .conftest import ansible_output
+from .conftest import LAB, ansible_output
+from .test_vault_on_lab import Canaries, encrypt, left_behind
 
 
 def test_a_run_on_the_node_comes_back_and_is_recorded_like_a_local_one(execution_node, tmp_path):
@@ -45,6 +47,71 @@ def test_a_run_on_the_node_comes_back_and_is_recorded_like_a_local_one(execution
     assert there["end"]["hosts"] == here["end"]["hosts"]
     assert there["end"]["events"]["count"] == here["end"]["events"]["count"]
     assert techops("audit", "verify", env=env).returncode == 0
+
+
+def test_a_vaulted_run_on_the_node_leaves_no_secret_there_or_here(execution_node, tmp_path):
+    """The password file is on the controller: the node's ansible-playbook gets the
+    password typed into its prompt, and the extra vars in the job; neither stays on the
+    node, and no secret stays here."""
+    canaries = Canaries()
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars" / "all").mkdir(parents=True)
+    (inventory / "hosts.yml").write_text(
+        "all:\n  hosts:\n    probe:\n  vars:\n    ansible_connection: local\n"
+        "    ansible_python_interpreter: '{{ ansible_playbook_python }}'\n"
+    )
+    ciphertext = encrypt(canaries.note, canaries.password)
+    inline = "\n".join("  " + line for line in ciphertext.splitlines())
+    (inventory / "group_vars" / "all" / "notes.yml").write_text(
+        f"canary_note: !vault |\n{inline}\n"
+    )
+    (inventory / "group_vars" / "all" / "vault.yml").write_text(
+        encrypt(f"canary_whole_file: {canaries.whole}\n", canaries.password)
+    )
+    password = tmp_path / "vault.pass"
+    password.write_text(canaries.password)
+    extra = tmp_path / "extra.yml"
+    extra.write_text(f"extra_api_token: {canaries.extra}\n")
+    ledger = tmp_path / "ledger.sqlite3"
+    proc = techops(
+        "run",
+        "tests/fixtures/playbooks/vault_canary.yml",
+        "-i",
+        str(inventory / "hosts.yml"),
+        "--node",
+        "lab-node",
+        "--vault-id",
+        f"lab@{password}",
+        "-e",
+        f"@{extra}",
+        "--ledger",
+        f"sqlite:///{ledger}",
+        "--json",
+        env=execution_node,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    run_id = json.loads(proc.stdout[proc.stdout.index("{") :])["run_id"]
+    blob = left_behind(run_id, ledger, inventory / "hosts.yml", [proc.stdout, proc.stderr])
+    on_node = subprocess.run(
+        [
+            "podman",
+            "exec",
+            f"{LAB}-backup1",
+            "grep",
+            "-rlF",
+            *(arg for canary in canaries.all() for arg in ("-e", canary)),
+            "/tmp",
+            "/var/tmp",
+            "/home",
+            "/root",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert on_node.stdout == "", on_node.stdout
+    for canary in canaries.all():
+        assert canary.encode() not in blob, f"{canary} leaked"
 
 
 def test_an_unknown_node_is_one_clear_error(execution_node):

@@ -147,13 +147,28 @@ def test_a_backup_then_a_drill_feed_the_compliance_and_access_reports(lab_invent
     drill = techops("run", "dr_drill", "-i", str(lab_inventory), "--ledger", ledger, "--json")
     assert drill.returncode == 0, drill.stderr[-3000:]
     compliance = json.loads(
-        techops("report", "compliance", "--format", "json", "--ledger", ledger).stdout
+        techops(
+            "report",
+            "compliance",
+            "-i",
+            str(lab_inventory),
+            "--format",
+            "json",
+            "--ledger",
+            ledger,
+            check=True,
+        ).stdout
     )
     hosts = {h["host"]: h for h in compliance["hosts"]}
     # The archive's own time, not the run's: a report may only state what the evidence shows.
     assert hosts["app1"]["last_backup"] == archived
-    assert hosts["standby1"]["drill_passed"] is True
-    assert hosts["standby1"]["drill_rto_s"] is not None
+    assert hosts["app1"]["backup_status"] == "ok"
+    # The drill is filed under the system drilled (app1), naming the standby it ran on.
+    assert hosts["app1"]["drill_standby"] == "standby1"
+    assert hosts["app1"]["drill_passed"] is True
+    assert hosts["app1"]["drill_rto_s"] is not None
+    assert hosts["app1"]["drill_status"] == "ok"
+    assert hosts["standby1"]["drill_run"] is None
     access = json.loads(techops("report", "access", "--format", "json", "--ledger", ledger).stdout)
     exemption = access["automation_exemptions"]["bastion1"]
     assert exemption["user"] == "ansible"

@@ -1,14 +1,18 @@
 """A job fired by a rendered systemd timer, in a lab container that runs systemd, leaves
-its decision and its run in that machine's ledger."""
+its decision and its run in that machine's ledger. Its inventory is vaulted: the unit
+hands the password over as a systemd credential, and it is nowhere in the unit, the
+ledger or the run's artifacts."""
 
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 import time
 
 import yaml
+from ansible.parsing.vault import VaultLib, VaultSecret
 
 from tests.helpers import REPO
 
@@ -37,6 +41,21 @@ def test_a_rendered_timer_fires_the_job_through_the_gate(execution_node, tmp_pat
     in_container(f"rm -rf {ROOT} && mkdir -p {ROOT}/tests/fixtures")
     for part in ("ansible.cfg", "playbooks", "roles", "plugins", "tests/fixtures/playbooks"):
         sh("podman", "cp", str(REPO / part), f"{CONTAINER}:{ROOT}/{part}")
+    password = f"CANARY-unitpw-{secrets.token_hex(4)}"
+    note = f"CANARY-unitnote-{secrets.token_hex(4)}"
+    inventory = tmp_path / "vaulted"
+    (inventory / "group_vars" / "all").mkdir(parents=True)
+    (inventory / "hosts.yml").write_text("all:\n  hosts:\n    probe:\n")
+    vaulted = yaml.safe_dump({"ansible_connection": "local", "probe_note": note})
+    (inventory / "group_vars" / "all" / "vault.yml").write_bytes(
+        VaultLib([("lab", VaultSecret(password.encode()))]).encrypt(vaulted)
+    )
+    in_container(f"mkdir -p {ROOT}/inventories /etc/techops/vault")
+    sh("podman", "cp", str(inventory), f"{CONTAINER}:{ROOT}/inventories/vaulted")
+    in_container(
+        f"umask 077 && printf %s {password} > /etc/techops/vault/lab && "
+        "chmod 600 /etc/techops/vault/lab"
+    )
     schedules = {
         "timezone": "UTC",
         "windows": [{"name": "always", "cron": "* * * * *", "duration": "2h"}],
@@ -44,9 +63,10 @@ def test_a_rendered_timer_fires_the_job_through_the_gate(execution_node, tmp_pat
             {
                 "name": "probe",
                 "playbook": "tests/fixtures/playbooks/node_probe.yml",
-                "inventory": "probe,",
+                "inventory": "inventories/vaulted/hosts.yml",
                 "cron": "* * * * *",
                 "window": "always",
+                "vault_ids": ["lab"],
             }
         ],
     }
@@ -58,6 +78,9 @@ def test_a_rendered_timer_fires_the_job_through_the_gate(execution_node, tmp_pat
         "schedule install --systemd --output /etc/systemd/system"
     )
     assert "techops-job-probe.timer" in installed.stdout
+    unit = in_container("cat /etc/systemd/system/techops-job-probe.service").stdout
+    assert "LoadCredential=techops-vault-lab:/etc/techops/vault/lab" in unit
+    assert password not in unit
     in_container("systemctl daemon-reload && systemctl start techops-job-probe.timer")
     try:
         deadline = time.monotonic() + 150
@@ -95,6 +118,26 @@ def test_a_rendered_timer_fires_the_job_through_the_gate(execution_node, tmp_pat
         )
         made = json.loads(ledger.stdout)
         assert made[0]["action"] == "fire" and made[0]["run_id"] == runs[0]["run_id"]
+        # Nothing of the vault stays behind: not in the ledger, the artifacts, the units.
+        leaked = subprocess.run(
+            [
+                "podman",
+                "exec",
+                CONTAINER,
+                "grep",
+                "-rlF",
+                "-e",
+                password,
+                "-e",
+                note,
+                f"{ROOT}/.techops",
+                "/etc/systemd/system",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert leaked.stdout == "", leaked.stdout
     finally:
         subprocess.run(
             ["podman", "exec", CONTAINER, "systemctl", "stop", "techops-job-probe.timer"],

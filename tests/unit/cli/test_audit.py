@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
+from runner.cli.audit import keygen
+from runner.core.errors import UserError
 from runner.ledger.store import Ledger, entries
 from tests.helpers import techops
 
@@ -50,6 +55,9 @@ def test_keygen_checkpoint_and_verify_with_checkpoints_kept_elsewhere(tmp_path):
     ok = audit("verify", "--public-key", str(pub), "--checkpoints", str(kept), ledger=url)
     assert ok.returncode == 0, ok.stderr
     assert "4 entries verify" in ok.stdout and "2 checkpoint(s) match" in ok.stdout
+    assert "signatures checked with public key" in ok.stdout
+    unsigned = audit("verify", ledger=url)
+    assert "1 checkpoint(s) match; signatures not checked" in unsigned.stdout
 
     # Truncated past the checkpoint: the stored checkpoint and the kept copy both say so.
     tamper(url, entries.delete().where(entries.c.seq >= 3))
@@ -95,3 +103,40 @@ def test_bad_audit_input_is_one_clear_line(tmp_path):
         assert proc.returncode == 1, proc.stderr
         assert message in proc.stderr
         assert proc.stderr.strip().count("\n") == 0, proc.stderr
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_keygen_refuses_a_private_key_named_like_a_public_one(tmp_path):
+    pub = tmp_path / "x.pub"
+    proc = audit("keygen", "--key", str(pub), ledger=seeded(tmp_path))
+    assert proc.returncode == 1
+    assert f"{pub} ends in .pub" in proc.stderr and "--key" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert not pub.exists()
+
+
+@pytest.mark.parametrize("existing", ["checkpoint.key", "checkpoint.pub"])
+def test_keygen_refuses_when_either_key_file_exists(tmp_path, existing):
+    (tmp_path / existing).write_text("kept\n")
+    with pytest.raises(UserError, match=f"{tmp_path / existing} exists: refusing to overwrite"):
+        keygen(tmp_path / "checkpoint.key")
+    assert (tmp_path / existing).read_text() == "kept\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [existing]  # nothing else written
+
+
+def test_keygen_writes_a_private_key_0600_in_new_directories_0700(tmp_path):
+    old = os.umask(0o022)
+    try:
+        tmp_path.chmod(0o755)
+        key = tmp_path / "secure" / "place" / "checkpoint.key"
+        assert keygen(key) == 0
+    finally:
+        os.umask(old)
+    assert mode(key) == 0o600
+    assert key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert key.with_suffix(".pub").read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+    assert mode(tmp_path / "secure") == mode(tmp_path / "secure" / "place") == 0o700
+    assert mode(tmp_path) == 0o755  # there before: left as it was

@@ -51,14 +51,18 @@ def test_ini_inventories_are_left_to_ansible(tmp_path):
 def test_an_inventory_only_ansible_can_judge_fails_the_run_instead_of_running_on_nothing(
     tmp_path,
 ):
-    """An INI inventory Ansible cannot parse: the run fails and is recorded as failed (plain
-    ansible-playbook would warn, match no hosts and exit 0)."""
+    """An INI inventory Ansible cannot parse: the run is refused before it starts, in one
+    line naming the inventory (plain ansible-playbook would warn, match no hosts and exit
+    0), and nothing is recorded as a success."""
     import json
 
     inventory = tmp_path / "hosts"
     inventory.write_text("[app\napp1\n")
     ledger = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
     proc = techops("run", "site", "-i", str(inventory), "--ledger", ledger)
-    assert proc.returncode != 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"techops: error: inventory {inventory}: "), last
+    assert "nothing was run" in last and "vault" not in last
     listed = techops("runs", "--json", "--ledger", ledger, check=True)
-    assert [run["status"] for run in json.loads(listed.stdout)] == ["failed"]
+    assert json.loads(listed.stdout) == []

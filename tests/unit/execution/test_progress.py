@@ -6,6 +6,7 @@ from pathlib import Path
 
 from runner.execution.progress import Progress
 from runner.execution.request import RunRequest, RunResult
+from runner.ledger.redact import Redactor
 
 
 def replay(events, *, tty=False) -> str:
@@ -66,3 +67,23 @@ def test_text_from_tasks_cannot_drive_the_terminal(recorded_events):
     # On a terminal, the only escape left is the progress line's own redraw.
     tty = replay(_hostile(recorded_events), tty=True)
     assert tty.replace("\r\x1b[K", "").count("\x1b") == 0
+
+
+def test_a_secret_is_redacted_before_a_failure_message_is_cut_or_joined():
+    """The display joins a message's lines and cuts it at 300 characters: done before
+    redaction, that would print the pieces of a secret that straddles either."""
+    secret = "CANARY-straddles-the-cut-4f1e"
+    key = "CANARY-line-one-8c2a\nCANARY-line-two-9d3b"
+    stream = io.StringIO()
+    progress = Progress(stream, tty=False, redactor=Redactor({secret, key}))
+    progress.on_start(RunRequest(playbook=Path("p.yml"), inventory="lab"))
+    msg = "x" * 290 + " " + secret + "\nkey:\n  CANARY-line-one-8c2a\n  CANARY-line-two-9d3b"
+    for event in (
+        {"event": "playbook_on_task_start", "event_data": {"task": "t"}},
+        {"event": "runner_on_start", "event_data": {"host": "h1"}},
+        {"event": "runner_on_failed", "event_data": {"host": "h1", "res": {"msg": msg}}},
+    ):
+        progress.on_event(event)
+    out = stream.getvalue()
+    assert "CANARY" not in out
+    assert "FAILED h1: " + "x" * 290 in out

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import shutil
 
-from runner.execution.remote import stage
+from runner.execution.remote import stage, transmit_kwargs
+from runner.execution.request import RunRequest
 from tests.helpers import REPO
 
 
@@ -36,3 +37,21 @@ def test_the_staged_project_holds_the_content_and_the_collection(tmp_path):
         assert node_inventory == str(staging / "inventory" / "hosts.yml")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def test_a_staged_inventory_is_the_jobs_own_inventory_directory(tmp_path):
+    """No relative inventory path goes to the worker: ansible-runner would pass it on as
+    is, and ansible-playbook, in the project directory, would take it for a host name."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  hosts:\n    app1:\n")
+    request = RunRequest(playbook=REPO / "playbooks" / "site.yml", inventory=str(inventory))
+    staging, playbook, node_inventory = stage(request.run_id, request.playbook, str(inventory))
+    try:
+        kwargs = transmit_kwargs(request, staging, playbook, node_inventory)
+        assert "inventory" not in kwargs
+        assert kwargs["private_data_dir"] == str(staging)
+        assert kwargs["suppress_env_files"] is True
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    hosts = RunRequest(playbook=REPO / "playbooks" / "site.yml", inventory="app1,app2,")
+    assert transmit_kwargs(hosts, staging, playbook, "app1,app2,")["inventory"] == "app1\napp2\n"

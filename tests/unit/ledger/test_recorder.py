@@ -8,10 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from runner.execution.request import RunRequest, RunResult
+from runner.ledger import recorder as recorder_mod
 from runner.ledger.recorder import Recorder, host_outcome, open_runs, reap_interrupted
-from runner.ledger.store import Ledger, events
+from runner.ledger.store import Ledger, RunAlreadyEnded, event_row_hash, events, events_digest
+from tests.ledgers import forge
 
 
 def record(ledger: Ledger, events: list[dict], tmp_path: Path, **kwargs) -> Recorder:
@@ -143,6 +146,112 @@ def test_a_deleted_event_row_is_caught_by_verify(ledger, recorded_events, tmp_pa
     assert f"{len(recorded_events)} events sealed, {len(recorded_events) - 1} stored" in (
         ledger.verify().problem.reason
     )
+
+
+def write(ledger: Ledger, statement) -> None:
+    with ledger.engine.connect().execution_options(techops_write=True) as conn, conn.begin():
+        conn.execute(statement)
+
+
+def seal_of_what_is_stored(ledger: Ledger, run_id: str) -> dict:
+    query = sa.select(events).where(events.c.run_id == run_id)
+    with ledger.engine.connect() as conn:
+        rows = list(conn.execute(query))
+    hashes = [(r.counter, event_row_hash(r.counter, r.event, r.host, r.data)) for r in rows]
+    return {"count": len(hashes), "sha256": events_digest(hashes)}
+
+
+@pytest.mark.parametrize(
+    ("kind", "run_of_its_own"),
+    [
+        ("schedule.notified", False),  # any later entry, of any kind, naming the run
+        ("run.started", False),
+        ("run.finished", True),  # a second end of the same run
+        ("run.interrupted", True),
+    ],
+)
+def test_deleted_failures_cannot_be_resealed_by_a_later_entry(
+    ledger, recorded_events, tmp_path, kind, run_of_its_own
+):
+    """The attack: delete an old run's failed-task event rows, then append a later entry
+    carrying a fresh digest of what remains. The run's own first terminal entry alone
+    seals its events, so the later entry is named."""
+    record(ledger, recorded_events, tmp_path)
+    run_id = next(ledger.entries()).run_id
+    record(ledger, recorded_events[:5], tmp_path)  # later runs, as in a real ledger
+    failed = events.c.event == "runner_on_failed"
+    write(ledger, events.delete().where(events.c.run_id == run_id).where(failed))
+    assert not any(e["event"] == "runner_on_failed" for e in ledger.run_events(run_id))
+    body = {"run_id": run_id, "events": seal_of_what_is_stored(ledger, run_id)}
+    if run_of_its_own:
+        body["status"] = "successful"
+    seq = forge(ledger, kind, run_id, body)
+    result = ledger.verify()
+    assert not result.ok
+    assert result.problem.seq == seq
+    assert f"entry {seq} ({kind}) tries to re-seal the events of run {run_id}" in (
+        result.problem.reason
+    )
+
+
+def test_a_second_end_of_a_run_is_named_even_without_a_seal(ledger, recorded_events, tmp_path):
+    record(ledger, recorded_events, tmp_path)
+    run_id = next(ledger.entries()).run_id
+    seq = forge(ledger, "run.finished", run_id, {"run_id": run_id, "status": "successful"})
+    reason = ledger.verify().problem.reason
+    assert f"entry {seq} (run.finished) ends run {run_id} a second time: entry 2" in reason
+
+
+def test_the_ledger_refuses_to_write_a_second_end_or_a_stray_seal(ledger):
+    ledger.append("run.started", "r1", {})
+    ledger.append("run.finished", "r1", {"status": "successful"})
+    with pytest.raises(RunAlreadyEnded, match="run r1 already ended at ledger entry 2"):
+        ledger.append("run.interrupted", "r1", {"status": "interrupted"})
+    with pytest.raises(ValueError, match="only a run's terminal entry"):
+        ledger.append("schedule.notified", "r1", {"events": {"count": 0, "sha256": ""}})
+    assert [e.kind for e in ledger.entries()] == ["run.started", "run.finished"]
+    assert ledger.verify().ok
+
+
+def dead_run(ledger: Ledger, run_id: str, stored: int) -> None:
+    rows = [
+        {"run_id": run_id, "counter": i, "event": "runner_on_ok", "host": "h", "data": "{}"}
+        for i in range(1, stored + 1)
+    ]
+    ledger.append(
+        "run.started",
+        run_id,
+        {"controller": {"host": socket.gethostname(), "pid": 999999, "pid_start": "1"}},
+        event_rows=rows,
+    )
+
+
+def test_the_reaper_seals_the_events_a_dead_run_stored(ledger):
+    dead_run(ledger, "dead-run", stored=3)
+    assert reap_interrupted(ledger) == ["dead-run"]
+    (interrupted,) = ledger.entries(kinds=["run.interrupted"])
+    assert interrupted.body["events"]["count"] == 3
+    assert ledger.verify().ok
+    write(ledger, events.delete().where(events.c.counter == 2))
+    problem = ledger.verify().problem
+    assert problem.seq == interrupted.seq
+    assert "stored events of run dead-run were altered" in problem.reason
+
+
+def test_the_reaper_leaves_a_run_that_ended_while_it_looked(ledger, tmp_path, monkeypatch):
+    """The run wrote its own end, then exited, between the reaper's listing and its
+    append: the run's end stands, and its kept artifacts stay."""
+    monkeypatch.setenv("TECHOPS_ROOT", str(tmp_path))
+    kept = tmp_path / ".techops" / "runs" / "done-run"
+    kept.mkdir(parents=True)
+    dead_run(ledger, "done-run", stored=1)
+    listed = open_runs(ledger)
+    ledger.append("run.finished", "done-run", {"status": "successful"})
+    monkeypatch.setattr(recorder_mod, "open_runs", lambda _ledger: listed)
+    assert reap_interrupted(ledger) == []
+    assert [e.kind for e in ledger.entries()] == ["run.started", "run.finished"]
+    assert kept.is_dir()
+    assert ledger.verify().ok
 
 
 @pytest.mark.parametrize(

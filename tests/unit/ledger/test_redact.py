@@ -5,7 +5,6 @@ import json
 from runner.ledger.redact import (
     REDACTED,
     Redactor,
-    inventory_secret_values,
     is_secret_name,
     secret_values,
 )
@@ -22,9 +21,29 @@ def test_secret_looking_names():
         "aws_secret_access_key",
         "mfa_totp_secret",
         "API_KEY",
+        # Environment variables and abbreviations that tools use for credentials.
+        "MYSQL_PWD",
+        "SSHPASS",
+        "GITHUB_PAT",
+        "PGPASSWORD",
+        "db_pw",
+        "ansible_ssh_pass",
+        "AWS_ACCESS_KEY_ID",
     ):
         assert is_secret_name(name), name
-    for name in ("username", "patch_reboot", "hosts", "port", "totp_enrolled"):
+    for name in (
+        "username",
+        "patch_reboot",
+        "hosts",
+        "port",
+        "totp_enrolled",
+        "PWD",
+        "OLDPWD",
+        "PATH",
+        "compat",
+        "pattern",
+        "patch_max_age_days",
+    ):
         assert not is_secret_name(name), name
 
 
@@ -67,21 +86,6 @@ def test_json_escaped_forms_are_scrubbed_too(tmp_path):
     assert Redactor({secret}).file(path)
     assert "and\\\\slash" not in path.read_text()
     assert REDACTED in path.read_text()
-
-
-def test_secret_values_are_collected_from_inventory_files(tmp_path):
-    (tmp_path / "group_vars" / "all").mkdir(parents=True)
-    (tmp_path / "hosts.yml").write_text(
-        "all:\n  hosts:\n    h1:\n      ansible_become_password: CANARY-inv-host\n"
-    )
-    (tmp_path / "group_vars" / "all" / "vars.yml").write_text(
-        "backup_passphrase: CANARY-inv-group\nharmless: value\n"
-        "vault_thing: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6162\n"
-    )
-    (tmp_path / "group_vars" / "all" / "vault.yml").write_text("$ANSIBLE_VAULT;1.1;AES256\n00\n")
-    found = inventory_secret_values(str(tmp_path / "hosts.yml"))
-    assert {"CANARY-inv-host", "CANARY-inv-group"} <= found
-    assert "value" not in found
 
 
 def test_secret_values_of_nested_structures():
@@ -158,3 +162,54 @@ def test_only_generated_looking_values_returned_directly_are_learned():
     )
     assert redactor.values == ["Zq8-Lk2p-77Hx"]
     assert redactor.text("TASK [backup : Run always]") == "TASK [backup : Run always]"
+
+
+def test_a_multi_line_secret_is_found_line_by_line_and_re_indented():
+    key = (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+        "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
+        "QyNTUxOQAAACBCANARYkeyLineTwo9d8f7\n"
+        "-----END OPENSSH PRIVATE KEY-----\n"
+    )
+    redactor = Redactor({key})
+    printed = "msg: |\n      " + "\n      ".join(key.splitlines()) + "\n"
+    clean = redactor.text(printed)
+    assert "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ" not in clean
+    assert "CANARYkeyLineTwo" not in clean
+    # stdout_lines: one line per list item.
+    lines = redactor.data({"stdout_lines": key.splitlines()})["stdout_lines"]
+    assert not any("CANARYkeyLineTwo" in line for line in lines)
+    # The header says what it is; it is not hidden everywhere.
+    assert "BEGIN OPENSSH PRIVATE KEY" in clean
+
+
+def test_quoted_and_escaped_forms_of_a_secret_are_found():
+    secret = 'it\'s a "quoted" sécret'
+    redactor = Redactor({secret})
+    for printed in (
+        "value: 'it''s a \"quoted\" sécret'",  # YAML single-quoted
+        json.dumps({"v": secret}),  # JSON, ASCII escapes
+        json.dumps({"v": secret}, ensure_ascii=False),
+        "cmd: echo 'it'\"'\"'s a \"quoted\" sécret'",  # shell-quoted
+    ):
+        clean = redactor.text(printed)
+        assert "quoted" not in clean, printed
+
+
+def test_every_form_of_url_password_is_replaced():
+    redactor = Redactor()
+    for url, password in (
+        ("postgresql://app:hunter2x@db.example/app", "hunter2x"),
+        ("redis://:cache-pw-77@cache.example:6379/0", "cache-pw-77"),
+        ("https://deploy:p@ss@word@git.example/repo.git", "p@ss@word"),
+        ("amqp://guest:gu3st%40pw@mq.example:5672", "gu3st%40pw"),
+    ):
+        clean = redactor.text(f"connecting to {url} now")
+        assert password not in clean, url
+        assert REDACTED in clean
+    # Not a password: a port, an address in a path, a user without one.
+    for text in ("https://host:8443/path@x", "ssh user@host:22", "mysql://root@db/x"):
+        assert redactor.text(text) == text
+    # Inside compact JSON, the next string is left alone.
+    raw = '{"a":"redis://:pw-secret@h","b":"x@y"}'
+    assert json.loads(redactor.text(raw)) == {"a": f"redis://:{REDACTED}@h", "b": "x@y"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import stat
 import subprocess
 
 import pytest
@@ -203,3 +204,45 @@ def test_a_ledger_on_a_read_only_disk_can_be_read_but_refuses_writes(readonly_di
     with pytest.raises(UserError) as info:
         the_ledger.append("run.started", "x", {})
     assert "read-only" in str(info.value)
+
+
+# ------------------------------------------------------------------ file modes (SQLite)
+
+
+def test_a_new_sqlite_ledger_and_its_directories_are_private(tmp_path):
+    """Created elsewhere, under the usual umask: directories 0700, the database and the
+    -wal and -shm files SQLite makes beside it 0600. A directory that was there stays."""
+    old = os.umask(0o022)
+    try:
+        tmp_path.chmod(0o755)
+        path = tmp_path / "elsewhere" / "dir" / "ledger.sqlite3"
+        the_ledger = Ledger.open(f"sqlite:///{path}")
+        fill(the_ledger, 2)
+        with the_ledger.engine.connect():  # an open connection keeps -wal and -shm
+            modes = {
+                p.name: stat.S_IMODE(p.stat().st_mode)
+                for p in (
+                    path,
+                    path.with_name(path.name + "-wal"),
+                    path.with_name(path.name + "-shm"),
+                )
+            }
+        the_ledger.close()
+    finally:
+        os.umask(old)
+    assert modes == {
+        "ledger.sqlite3": 0o600,
+        "ledger.sqlite3-wal": 0o600,
+        "ledger.sqlite3-shm": 0o600,
+    }
+    assert stat.S_IMODE((tmp_path / "elsewhere").stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755  # not created by techops
+
+
+def test_an_existing_sqlite_ledger_keeps_its_mode(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    fill(Ledger.open(f"sqlite:///{path}"), 1)
+    path.chmod(0o640)  # an operator's choice, e.g. for an auditors' group
+    assert Ledger.open(f"sqlite:///{path}").verify().ok
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

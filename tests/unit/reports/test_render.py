@@ -49,22 +49,14 @@ def test_a_code_span_cannot_be_closed_from_inside():
 
 
 def test_the_markdown_run_report_escapes_what_the_ledger_holds(ledger):
-    add_run(ledger, "r1", {"app1": "ok"}, playbook="site.yml")
-    ledger.append(
-        "run.finished",
+    add_run(
+        ledger,
         "r1",
-        {
-            "run_id": "r1",
-            "status": "failed",
-            "rc": 2,
-            "hosts": {"app1": {"outcome": "failed", "failures": 1}},
-            "failed_tasks": [
-                {"host": "app1", "task": "it's | # not a heading", "msg": "line1\n# line2 [x](y)"}
-            ],
-            "changed_tasks": [],
-            "evidence": {},
-            "events": {"count": 0, "sha256": ""},
-        },
+        {"app1": "failed"},
+        status="failed",
+        failed_tasks=[
+            {"host": "app1", "task": "it's | # not a heading", "msg": "line1\n# line2 [x](y)"}
+        ],
     )
     md = run_report(ledger, "r1", "md")
     assert "&#39;" not in md and "&amp;" not in md

@@ -12,8 +12,9 @@ from runner.core.errors import UserError
 from runner.reports.access import access_review
 from runner.reports.compliance import compliance, compliance_report
 from runner.reports.drill import drill, drill_report
+from runner.reports.model import load_runs
 from runner.reports.run import run_report
-from tests.ledgers import add_drill, add_run
+from tests.ledgers import add_drill, add_run, forge
 
 
 def test_compliance_per_host(ledger):
@@ -22,8 +23,8 @@ def test_compliance_per_host(ledger):
         "r1",
         {"app1": "changed", "app2": "ok"},
         {
-            "app1": {"patch": {"security_pending_after": 0}},
-            "app2": {"patch": {"security_pending_after": 3}},
+            "app1": {"patch": {"status": "ok", "security_pending_after": 0}},
+            "app2": {"patch": {"status": "ok", "security_pending_after": 3}},
         },
         playbook="playbooks/patch.yml",
     )
@@ -40,6 +41,9 @@ def test_compliance_per_host(ledger):
         {
             "standby1": {
                 "drill": {
+                    "source": "app1",
+                    "standby": "standby1",
+                    "started": "2026-11-21T03:30:00+00:00",
                     "rto_s": 412.5,
                     "rpo_s": 3600,
                     "rto_target_s": 900,
@@ -56,15 +60,18 @@ def test_compliance_per_host(ledger):
     assert hosts["app1"]["pending_security_updates"] == 0
     assert hosts["app2"]["pending_security_updates"] == 3
     assert hosts["app1"]["last_backup"] == "2026-11-21T01:00:00+00:00"
-    assert hosts["standby1"]["drill_rto_s"] == 412.5 and hosts["standby1"]["drill_passed"]
-    assert hosts["standby1"]["drill_rto_target_s"] == 900
-    assert hosts["standby1"]["drill_rpo_target_s"] == 93600
+    # A drill is filed under the system drilled, naming the standby it was restored onto.
+    assert hosts["app1"]["drill_rto_s"] == 412.5 and hosts["app1"]["drill_passed"]
+    assert hosts["app1"]["drill_standby"] == "standby1"
+    assert hosts["app1"]["drill_rto_target_s"] == 900
+    assert hosts["app1"]["drill_rpo_target_s"] == 93600
+    assert hosts["standby1"]["drill_run"] is None
     assert hosts["app2"]["failed_runs"] == ["r4"]
     assert data["ledger"]["verified"]
     rows = list(csv.DictReader(io.StringIO(compliance_report(ledger, "2000", "csv"))))
     assert {r["host"] for r in rows} == {"app1", "app2", "backup1", "standby1"}
-    standby = next(r for r in rows if r["host"] == "standby1")
-    assert (standby["drill_rto_target_s"], standby["drill_rpo_target_s"]) == ("900", "93600")
+    drilled = next(r for r in rows if r["host"] == "app1")
+    assert (drilled["drill_rto_target_s"], drilled["drill_rpo_target_s"]) == ("900", "93600")
     assert "412.5 (900)" in compliance_report(ledger, "2000", "html")
 
 
@@ -237,7 +244,7 @@ def test_drill_report_measures_against_targets_with_the_trend(ledger):
     assert [t["passed"] for t in trend] == [True, False, False]
     assert trend[1]["rpo_s"] == 100000.0 and trend[1]["rpo_met"] is False
     assert [t["current"] for t in trend] == [False, False, True]
-    assert one["trend_summary"] == {"drills": 3, "passed": 1, "failed": 2}
+    assert one["trend_summary"] == {"drills": 3, "passed": 1, "failed": 2, "unknown": 0}
     assert data["ledger"]["verified"]
 
     html = drill_report(ledger, "20261202T033000Z-e", "html")
@@ -264,7 +271,7 @@ def test_drill_report_measures_against_targets_with_the_trend(ledger):
     assert "| RTO (start to verified service) | 1200.5 s | 900 s | MISSED |" in md
     assert json.loads(drill_report(ledger, "20261202T033000Z-eeeeee", "json"))["drills"][0][
         "trend_summary"
-    ] == {"drills": 3, "passed": 1, "failed": 2}
+    ] == {"drills": 3, "passed": 1, "failed": 2, "unknown": 0}
 
 
 def test_drill_report_of_a_drill_that_never_verified(ledger):
@@ -308,3 +315,29 @@ def test_runs_that_never_finished_count_as_failed_against_the_hosts_they_held(le
     rows = {h["host"]: h for h in compliance(ledger, "2000-01-01")["hosts"]}
     assert rows["app1"]["failed_runs"] == ["c1", "t1", "k1"]
     assert rows["app2"]["failed_runs"] == ["c1", "t1", "k1"]
+
+
+def test_who_shows_the_person_behind_sudo_or_a_shared_login(ledger):
+    for run_id, person in (
+        ("r1", {"kind": "user", "name": "root", "uid": 0, "sudo_user": "alice", "sudo_uid": 1000}),
+        ("r2", {"kind": "user", "name": "deploy", "login_user": "bob", "login_uid": 1001}),
+        ("r3", {"kind": "user", "name": "root", "sudo_user": "alice", "login_user": "alice"}),
+    ):
+        ledger.append("run.started", run_id, {"run_id": run_id, "who": person})
+    runs = load_runs(ledger)
+    assert runs["r1"].who == "user:root (sudo from alice)"
+    assert runs["r2"].who == "user:deploy (logged in as bob)"
+    assert runs["r3"].who == "user:root (sudo from alice)"
+
+
+def test_a_run_is_reported_with_its_first_end_only(ledger):
+    """A second terminal entry is a forgery (verify names it): it never replaces the end."""
+    add_run(ledger, "r1", {"app1": "failed"}, status="failed")
+    forge(ledger, "run.finished", "r1", {"run_id": "r1", "status": "successful", "hosts": {}})
+    run = load_runs(ledger)["r1"]
+    assert run.status == "failed" and run.end.seq == 2
+    assert [e.seq for e in run.entries] == [1, 2, 3]  # the report lists the forged one too
+    assert (
+        "ends run r1 a second time"
+        in json.loads(run_report(ledger, "r1", "json"))["ledger"]["problem"]
+    )
