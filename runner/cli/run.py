@@ -12,7 +12,10 @@ from runner.execution.launch import Why, run_recorded
 from runner.execution.remote import load_nodes
 from runner.execution.request import RunRequest, parse_extravars, to_json
 from runner.execution.vault import Vault
+from runner.scheduling import environments
+from runner.scheduling.environments import environment_of
 from runner.scheduling.jobs import run_job
+from runner.scheduling.protect import RC_REFUSED, run_protected
 
 COMMAND = Command("run", "run a playbook through ansible-runner", ledger=True)
 
@@ -76,8 +79,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--override-reason",
-        help="with --schedule: emergency override of a "
-        "closed window or a freeze; recorded in the ledger",
+        help="with --schedule or a protected inventory: emergency override of a "
+        "closed window or a freeze; recorded in the ledger and notified",
     )
     parser.add_argument(
         "--scheduled-for",
@@ -102,8 +105,8 @@ def handle(args: argparse.Namespace) -> int:
         )
     if not args.playbook:
         raise BadOptions("which playbook? e.g. techops run site (or --schedule NAME)")
-    if args.override_reason or args.scheduled_for:
-        raise BadOptions("--override-reason and --scheduled-for go with --schedule")
+    if args.scheduled_for:
+        raise BadOptions("--scheduled-for goes with --schedule")
     vault = Vault.from_options(args.vault_password_file, args.vault_id, args.ask_vault_pass)
     request = RunRequest.resolve(
         args,
@@ -123,10 +126,27 @@ def handle(args: argparse.Namespace) -> int:
                 f"(nodes: {', '.join(sorted(nodes)) or 'none'})"
             )
         request.node = nodes[args.node]
+    environment = environment_of(request.inventory, environments.load())
+    if environment is None or not environment.protected:
+        environment = None
+        if args.override_reason:
+            raise BadOptions(
+                "--override-reason goes with --schedule or a protected inventory "
+                f"(environments.yml): {request.inventory} is in no protected environment"
+            )
     # The ledger must be usable before anything runs: a run that cannot be recorded
     # does not start.
     ledger = open_ledger(args, create=True)
-    result = run_recorded(request, ledger, Why(reason=args.reason, ticket=args.ticket))
+    why = Why(reason=args.reason, ticket=args.ticket)
+    if environment is not None:
+        protected = run_protected(
+            request, ledger, environment, why, override_reason=args.override_reason
+        )
+        if protected is None:
+            return RC_REFUSED
+        result = protected
+    else:
+        result = run_recorded(request, ledger, why)
     if args.json:
         print(to_json(result))
     return result.rc

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from runner.core.identity import real_user
 from runner.core.inventory import resolve_hosts
 from runner.core.paths import state_dir
-from runner.execution.locks import RunLock
+from runner.execution.locks import HostBusy, RunLock
 from runner.execution.progress import Progress
 from runner.execution.request import RunRequest, RunResult, fact_cache_dir
 from runner.execution.run import execute
@@ -35,6 +35,8 @@ class Why:
 
 
 UNSAID = Why()
+# A run refused before it started (its hosts held by another run).
+REFUSED = "run.refused"
 
 
 def run_recorded(request: RunRequest, ledger: Ledger, why: Why = UNSAID) -> RunResult:
@@ -63,17 +65,39 @@ def run_recorded(request: RunRequest, ledger: Ledger, why: Why = UNSAID) -> RunR
         "who": why.schedule or real_user()["name"],
         "pid": os.getpid(),
     }
-    with RunLock(state_dir() / "locks", str(request.playbook), hosts, holder):
-        try:
-            result = execute(request, [Progress(redactor=redactor), recorder])
-        except BaseException:
-            recorder.finish("error", 250)
-            # A run that ended in an error still leaves no secret in its artifacts.
-            redactor.tree(state_dir() / "runs" / request.run_id)
-            raise
-        finally:
-            # The fact cache holds what hosts reported (their environment, for one): it
-            # keeps no secret this run knew, whatever happened.
-            redactor.tree(fact_cache_dir(request.inventory))
+    lock = RunLock(state_dir() / "locks", str(request.playbook), hosts, holder)
+    try:
+        lock.acquire()
+    except HostBusy as busy:
+        # Refused before it started: the refusal is on the record, naming the holder.
+        ledger.append(
+            REFUSED,
+            request.run_id,
+            {
+                "run_id": request.run_id,
+                "playbook": request.playbook.name,
+                "inventory": request.inventory,
+                "hosts": hosts,
+                "who": real_user(),
+                "reason": redactor.text(why.reason) if why.reason else why.reason,
+                "ticket": redactor.text(why.ticket) if why.ticket else why.ticket,
+                "schedule": why.schedule,
+                "refused": str(busy),
+                "held_by": {"host": busy.host, **busy.holder},
+            },
+        )
+        raise
+    try:
+        result = execute(request, [Progress(redactor=redactor), recorder])
+    except BaseException:
+        recorder.finish("error", 250)
+        # A run that ended in an error still leaves no secret in its artifacts.
+        redactor.tree(state_dir() / "runs" / request.run_id)
+        raise
+    finally:
+        # The fact cache holds what hosts reported (their environment, for one): it keeps
+        # no secret this run knew, whatever happened.
+        redactor.tree(fact_cache_dir(request.inventory))
+        lock.release()
     prune_artifacts(state_dir() / "runs", Policy.from_env(), keep={request.run_id})
     return result

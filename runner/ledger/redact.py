@@ -98,7 +98,7 @@ class Redactor:
             if value.get("_ansible_no_log") or value.get("no_log") is True:
                 return _no_log_stub(value)
             return {
-                k: (REDACTED if is_secret_name(k) and v not in (None, "", [], {}) else self.data(v))
+                k: (REDACTED if is_secret_name(k) and _may_hold_secret(v) else self.data(v))
                 for k, v in value.items()
             }
         if isinstance(value, list):
@@ -156,6 +156,13 @@ class Redactor:
     def tree(self, root: Path) -> int:
         """Scrub every file below root. Returns how many changed."""
         return sum(self.file(p) for p in root.rglob("*") if p.is_file())
+
+
+def _may_hold_secret(value: Any) -> bool:
+    """Whether a value under a secret-looking name is replaced whole: not when it is empty,
+    and not a boolean, which is a setting (password_authentication: false), never a
+    secret."""
+    return not isinstance(value, bool) and value not in (None, "", [], {})
 
 
 def printed_forms(value: str) -> set[str]:

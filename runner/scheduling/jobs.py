@@ -133,6 +133,9 @@ def run_job(
                 ledger.append(DECISION, f"job:{job.name}", record)
                 print(f"techops: job {job.name}: {decision.action}: {decision.reason}")
                 return 0 if decision.action == "skip" else 3
+            if decision.override_reason:
+                # An emergency override fires the job: someone should know, at once.
+                record["notifications"] = notify.send(config, "override", record)
             ledger.append(DECISION, f"job:{job.name}", record)
         print(f"techops: job {job.name}: fired ({decision.reason}), run {request.run_id}")
         why = Why(reason=override_reason or f"scheduled job {job.name}", schedule=job.name)

@@ -1,10 +1,11 @@
-"""Notifications about scheduled jobs: a webhook (JSON POST) and email (SMTP).
+"""Notifications about scheduled jobs and about runs on protected environments: a webhook
+(JSON POST) and email (SMTP).
 
 Configured per job (`notify:` in schedules.yml) over the file's top-level `notify:`
-defaults:
+defaults, which runs by hand on protected environments use:
 
     notify:
-      on: [failure, skip, refuse]         # any of: success, failure, skip, refuse
+      on: [failure, skip, refuse, override]   # any of: success, failure, skip, refuse, override
       webhook: https://chat.example.com/hooks/techops
       email:
         to: [oncall@example.com]
@@ -25,11 +26,12 @@ import urllib.request
 from email.message import EmailMessage
 from typing import Any
 
-EVENTS = ("success", "failure", "skip", "refuse")
+EVENTS = ("success", "failure", "skip", "refuse", "override")
 TIMEOUT_S = 10
 KEYS = ("on", "webhook", "email")
 EMAIL_KEYS = ("to", "from", "smtp_host", "smtp_port", "starttls")
-DEFAULT_ON = ["failure", "skip", "refuse"]
+# An override of a window or a freeze is an emergency someone should know about.
+DEFAULT_ON = ["failure", "skip", "refuse", "override"]
 
 
 def settings(defaults: dict[str, Any] | None, job: dict[str, Any] | None) -> dict[str, Any]:
@@ -135,8 +137,8 @@ def _webhook(url: str, event: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 def _email(cfg: dict[str, Any], event: str, payload: dict[str, Any]) -> dict[str, Any]:
     message = EmailMessage()
-    job = payload.get("job", "?")
-    message["Subject"] = f"[techops] {job}: {event} — {payload.get('reason', '')}"[:200]
+    what = payload.get("job") or payload.get("what") or "?"
+    message["Subject"] = f"[techops] {what}: {event} — {payload.get('reason', '')}"[:200]
     message["From"] = cfg.get("from", "techops@localhost")
     recipients = cfg["to"] if isinstance(cfg["to"], list) else [cfg["to"]]
     message["To"] = ", ".join(recipients)

@@ -14,7 +14,7 @@ from runner.execution.remote import Node, load_nodes
 from tests.helpers import techops
 
 from .conftest import LAB, ansible_output
-from .test_vault_on_lab import Canaries, encrypt, left_behind
+from .test_vault_on_lab import Canaries, left_behind, plant
 
 
 def test_a_run_on_the_node_comes_back_and_is_recorded_like_a_local_one(execution_node, tmp_path):
@@ -55,19 +55,13 @@ def test_a_vaulted_run_on_the_node_leaves_no_secret_there_or_here(execution_node
     node, and no secret stays here."""
     canaries = Canaries()
     inventory = tmp_path / "inventory"
-    (inventory / "group_vars" / "all").mkdir(parents=True)
+    inventory.mkdir()
     (inventory / "hosts.yml").write_text(
-        "all:\n  hosts:\n    probe:\n  vars:\n    ansible_connection: local\n"
+        "all:\n  children:\n    app:\n      hosts:\n        probe:\n"
+        "  vars:\n    ansible_connection: local\n"
         "    ansible_python_interpreter: '{{ ansible_playbook_python }}'\n"
     )
-    ciphertext = encrypt(canaries.note, canaries.password)
-    inline = "\n".join("  " + line for line in ciphertext.splitlines())
-    (inventory / "group_vars" / "all" / "notes.yml").write_text(
-        f"canary_note: !vault |\n{inline}\n"
-    )
-    (inventory / "group_vars" / "all" / "vault.yml").write_text(
-        encrypt(f"canary_whole_file: {canaries.whole}\n", canaries.password)
-    )
+    plant(inventory, canaries)
     password = tmp_path / "vault.pass"
     password.write_text(canaries.password)
     extra = tmp_path / "extra.yml"
@@ -77,7 +71,7 @@ def test_a_vaulted_run_on_the_node_leaves_no_secret_there_or_here(execution_node
         "run",
         "tests/fixtures/playbooks/vault_canary.yml",
         "-i",
-        str(inventory / "hosts.yml"),
+        str(inventory),
         "--node",
         "lab-node",
         "--vault-id",
@@ -91,7 +85,7 @@ def test_a_vaulted_run_on_the_node_leaves_no_secret_there_or_here(execution_node
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     run_id = json.loads(proc.stdout[proc.stdout.index("{") :])["run_id"]
-    blob = left_behind(run_id, ledger, inventory / "hosts.yml", [proc.stdout, proc.stderr])
+    blob = left_behind(run_id, ledger, inventory, [proc.stdout, proc.stderr])
     on_node = subprocess.run(
         [
             "podman",

@@ -126,8 +126,32 @@ def test_the_fast_strategy_runs_the_same_site_and_changes_nothing(lab_inventory)
 
 def test_a_backup_then_a_drill_feed_the_compliance_and_access_reports(lab_inventory, tmp_path):
     ledger = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-    site = techops("run", "site", "-i", str(lab_inventory), "--ledger", ledger)
+    site = techops("run", "site", "-i", str(lab_inventory), "--ledger", ledger, "--json")
     assert site.returncode == 0, site.stderr[-3000:]
+    # The site run initialises the repositories and makes no archive: the report must say
+    # so, not fall back to the run's own time.
+    runs = json.loads(techops("runs", "--json", "--ledger", ledger, check=True).stdout)
+    site_run = next(r for r in runs if r["run_id"] == _outcome(site)["run_id"])
+    before = site_run["end"]["evidence"]["app1"]["backup"]
+    assert before["archive_time"] is None and before["archives"] == 0, (
+        f"the fresh lab already holds an archive ({before}): the no-archive case is untested"
+    )
+    empty = json.loads(
+        techops(
+            "report",
+            "compliance",
+            "-i",
+            str(lab_inventory),
+            "--format",
+            "json",
+            "--ledger",
+            ledger,
+            check=True,
+        ).stdout
+    )
+    app1 = next(h for h in empty["hosts"] if h["host"] == "app1")
+    assert app1["backup_status"] == "never" and app1["last_backup"] is None, app1
+    assert any("no backup archive" in flag for flag in app1["flags"]), app1["flags"]
     backup = techops(
         "run",
         "backup",

@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -28,44 +29,86 @@ def encrypt(text: str, password: str) -> str:
 
 
 class Canaries:
-    """Fresh values for each test: nothing can pass by matching an old run's leftovers."""
+    """Fresh values for each test: nothing can pass by matching an old run's leftovers.
+    One per way a secret reaches a run, each printed by the playbook without no_log."""
 
     def __init__(self) -> None:
         tag = secrets.token_hex(4)
-        self.password = f"CANARY-vaultpw-{tag}"
-        self.note = f"CANARY-inline-{tag}"
-        self.whole = f"CANARY-wholefile-{tag}"
-        self.extra = f"CANARY-extra-{tag}"
+        self.password = f"CANARY-vaultpw-{tag}"  # the vault password itself
+        self.note = f"CANARY-inline-{tag}"  # a !vault value under an innocent name
+        self.whole = f"CANARY-wholefile-{tag}"  # a file encrypted whole
+        self.extra = f"CANARY-extra-{tag}"  # an extra var given in a 0600 file
+        self.ini = f"CANARY-ini-{tag}"  # a secret in an INI source of the inventory
+        # A multi-line secret, printed line by line and re-indented.
+        self.key_lines = (f"b3BlbnNzaC1rZXk{tag}AAAlineONE", f"QyNTUxOQAAACB{tag}lineTWO")
+        self.key = (
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+            + "\n".join(self.key_lines)
+            + "\n-----END OPENSSH PRIVATE KEY-----\n"
+        )
+        # A secret that YAML output must quote, doubling its quotes.
+        self.quoted = f"CANARY-quoted-{tag}"
+        self.service_password = f"'{tag}' is {self.quoted}"
+        self.mysql = f"CANARY-mysql-{tag}"  # MYSQL_PWD in the controller's environment
+        self.cache_pw = f"CANARY-cachepw-{tag}"  # a URL password, under a plain name
 
     def all(self) -> list[str]:
-        return [self.password, self.note, self.whole, self.extra]
+        return [
+            self.password,
+            self.note,
+            self.whole,
+            self.extra,
+            self.ini,
+            *self.key_lines,
+            self.quoted,
+            self.mysql,
+            self.cache_pw,
+        ]
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "MYSQL_PWD": self.mysql,
+            "TECHOPS_CANARY_CACHE_URL": f"redis://:{self.cache_pw}@cache.example.invalid:6379/0",
+        }
 
 
-@pytest.fixture
-def vaulted(lab_inventory, tmp_path):
-    """The lab inventory with an inline !vault value under an innocent name and a
-    group_vars file encrypted whole, a password file and an extra-vars file (0600)."""
-    canaries = Canaries()
-    inventory = tmp_path / "inventory"
+def plant(inventory: Path, canaries: Canaries) -> None:
+    """Every kind of inventory secret, in an inventory directory that already holds its
+    hosts file: an INI source, plain secrets, an inline !vault value, a vaulted file."""
     group_vars = inventory / "group_vars" / "all"
-    group_vars.mkdir(parents=True)
-    shutil.copy(lab_inventory, inventory / "hosts.yml")
-    for source in (REPO / "inventories/lab/group_vars/all").glob("*.yml"):
-        shutil.copy(source, group_vars / source.name)
-    inline = "\n".join(
-        "  " + line for line in encrypt(canaries.note, canaries.password).split("\n")
+    group_vars.mkdir(parents=True, exist_ok=True)
+    (inventory / "extra.ini").write_text(f"[app:vars]\nini_db_pw={canaries.ini}\n")
+    (group_vars / "secrets.yml").write_text(
+        yaml.safe_dump(
+            {"deploy_private_key": canaries.key, "service_password": canaries.service_password}
+        )
     )
+    ciphertext = encrypt(canaries.note, canaries.password)
+    inline = "\n".join("  " + line for line in ciphertext.splitlines())
     (group_vars / "notes.yml").write_text(f"canary_note: !vault |\n{inline}\n")
     (group_vars / "vault.yml").write_text(
         encrypt(yaml.safe_dump({"canary_whole_file": canaries.whole}), canaries.password)
     )
+
+
+@pytest.fixture
+def vaulted(lab_inventory, tmp_path):
+    """The lab inventory, as a directory, with every kind of secret planted; a password
+    file and an extra-vars file (0600)."""
+    canaries = Canaries()
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars" / "all").mkdir(parents=True)
+    shutil.copy(lab_inventory, inventory / "hosts.yml")
+    for source in (REPO / "inventories/lab/group_vars/all").glob("*.yml"):
+        shutil.copy(source, inventory / "group_vars" / "all" / source.name)
+    plant(inventory, canaries)
     password_file = tmp_path / "vault.pass"
     password_file.write_text(canaries.password + "\n")
     password_file.chmod(0o600)
     extra = tmp_path / "extra.yml"
     extra.write_text(yaml.safe_dump({"extra_api_token": canaries.extra}))
     extra.chmod(0o600)
-    return inventory / "hosts.yml", password_file, extra, canaries
+    return inventory, password_file, extra, canaries
 
 
 def scan_command_lines(stop: threading.Event, found: list[str], canaries: list[str]) -> None:
@@ -90,8 +133,9 @@ def left_behind(run_id: str, ledger: Path, inventory: Path, outputs: list[str]) 
     files = [p for p in (REPO / ".techops" / "runs" / run_id).rglob("*") if p.is_file()]
     files += [p for p in ledger.parent.iterdir() if p.name.startswith(ledger.name)]
     facts = fact_cache_dir(str(inventory.resolve()))
-    if facts.is_dir():
-        files += [p for p in facts.rglob("*") if p.is_file()]
+    assert facts.is_dir(), "the run kept no facts: the fact cache check would be vacuous"
+    assert stat.S_IMODE(facts.stat().st_mode) == 0o700
+    files += [p for p in facts.rglob("*") if p.is_file()]
     blob = b"".join(p.read_bytes() for p in files) + "".join(outputs).encode()
     for fmt in ("html", "json", "md"):
         report = techops("report", run_id, "--format", fmt, "--ledger", f"sqlite:///{ledger}")
@@ -118,15 +162,19 @@ def test_a_vaulted_run_leaves_no_secret_anywhere(vaulted, tmp_path, option):
             PLAYBOOK,
             "-i",
             str(inventory),
-            "-l",
-            "app1",
             option,
             value,
             "-e",
             f"@{extra}",
+            # Free text that quotes known secrets, as a hurried user might.
+            "--reason",
+            f"rotate {canaries.extra} after the incident",
+            "--ticket",
+            f"SEC-1 {canaries.note}",
             "--ledger",
             f"sqlite:///{ledger}",
             "--json",
+            env=canaries.environment(),
         )
     finally:
         stop.set()
@@ -139,6 +187,10 @@ def test_a_vaulted_run_leaves_no_secret_anywhere(vaulted, tmp_path, option):
     for canary in canaries.all():
         assert canary.encode() not in blob, f"{canary} leaked"
     assert b"**redacted**" in blob  # the values were printed, and replaced
+    # The reason and ticket were recorded, with the secrets they quoted scrubbed.
+    record = json.loads(techops("runs", "--json", "--ledger", f"sqlite:///{ledger}").stdout)[0]
+    assert record["start"]["reason"] == "rotate **redacted** after the incident"
+    assert record["start"]["ticket"] == "SEC-1 **redacted**"
     # The extra vars file given to ansible-playbook is gone with the run.
     assert not (REPO / ".techops" / "runs" / run_id / "env" / "extravars").exists()
 
@@ -155,8 +207,6 @@ def test_a_typed_vault_password_opens_the_run_and_appears_nowhere(vaulted, tmp_p
             PLAYBOOK,
             "-i",
             str(inventory),
-            "-l",
-            "app1",
             "--ask-vault-pass",
             "-e",
             f"@{extra}",
@@ -165,6 +215,7 @@ def test_a_typed_vault_password_opens_the_run_and_appears_nowhere(vaulted, tmp_p
             "--json",
         ],
         cwd=str(REPO),
+        env={**os.environ, **canaries.environment()},
         encoding="utf-8",
         timeout=240,
     )

@@ -10,6 +10,7 @@ import pytest
 
 from runner.core import identity
 from runner.execution import launch
+from runner.execution.locks import HostBusy, RunLock
 from runner.execution.request import RunRequest
 
 
@@ -39,3 +40,29 @@ def test_the_lock_holder_is_the_real_user_not_USER(ledger, monkeypatch, tmp_path
             RunRequest(playbook=Path("site.yml"), inventory="h1,"), ledger, scheduled
         )
     assert holders[1]["who"] == "patch-weekly"
+
+
+def test_a_run_refused_for_a_busy_host_leaves_a_record(ledger, monkeypatch, tmp_path):
+    """Another playbook holds app1: the run does not start, says who holds the host, and
+    the refusal is a ledger entry."""
+    monkeypatch.setenv("TECHOPS_ROOT", str(tmp_path))
+    holding = RunLock(
+        tmp_path / ".techops" / "locks",
+        "/repo/playbooks/site.yml",
+        ["app1"],
+        {"run_id": "run-first", "who": "alice"},
+    ).acquire()
+    try:
+        request = RunRequest(playbook=Path("/repo/playbooks/patch.yml"), inventory="app1,")
+        why = launch.Why(reason="monthly patch", ticket="CHG-7")
+        with pytest.raises(HostBusy, match=r"run run-first by alice is already running site\.yml"):
+            launch.run_recorded(request, ledger, why)
+    finally:
+        holding.release()
+    [refused] = list(ledger.entries(kinds=[launch.REFUSED]))
+    assert refused.run_id == request.run_id
+    assert refused.body["playbook"] == "patch.yml"
+    assert refused.body["held_by"]["run_id"] == "run-first"
+    assert refused.body["held_by"]["playbook"] == "site.yml"
+    assert refused.body["reason"] == "monthly patch" and refused.body["ticket"] == "CHG-7"
+    assert ledger.verify().ok

@@ -213,3 +213,14 @@ def test_every_form_of_url_password_is_replaced():
     # Inside compact JSON, the next string is left alone.
     raw = '{"a":"redis://:pw-secret@h","b":"x@y"}'
     assert json.loads(redactor.text(raw)) == {"a": f"redis://:{REDACTED}@h", "b": "x@y"}
+
+
+def test_a_boolean_under_a_secret_looking_name_is_a_setting_and_stays():
+    """sshd's password_authentication: false is what the base role's evidence must show;
+    a boolean is never a secret."""
+    clean = Redactor().data(
+        {"ssh": {"password_authentication": False, "password": "hunter2-long"}, "token": 0}
+    )
+    assert clean["ssh"]["password_authentication"] is False
+    assert clean["ssh"]["password"] == REDACTED
+    assert clean["token"] == REDACTED  # a number may be a PIN

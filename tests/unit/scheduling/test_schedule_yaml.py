@@ -45,7 +45,7 @@ def test_an_unquoted_on_key_is_the_event_list_not_the_boolean_true(tmp_path):
 
 def test_the_repository_schedules_use_their_configured_events():
     schedules = load(REPO / "schedules.yml")
-    assert events(schedules, "backup-daily") == ["failure", "skip", "refuse"]
+    assert events(schedules, "backup-daily") == ["failure", "skip", "refuse", "override"]
     assert events(schedules, "patch-weekly") == ["failure", "skip", "refuse", "success"]
 
 

@@ -1,0 +1,98 @@
+"""Environments: which inventories are production, staging or the lab, and which are
+protected, read from environments.yml at the repository root (or TECHOPS_ENVIRONMENTS).
+
+One place says it, so that every run, by hand or scheduled, is judged the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.core.errors import UserError
+from runner.core.inventory import is_host_list
+from runner.core.paths import repo_root
+
+DEFAULT_FILE = "environments.yml"
+KEYS = {"name", "inventories", "protected"}
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    inventories: tuple[Path, ...]  # absolute
+    protected: bool
+
+    def holds(self, inventory: Path) -> bool:
+        return any(inventory == path or path in inventory.parents for path in self.inventories)
+
+
+def default_path() -> Path:
+    env = os.environ.get("TECHOPS_ENVIRONMENTS")
+    return Path(env) if env else repo_root() / DEFAULT_FILE
+
+
+def load(path: Path | None = None) -> list[Environment]:
+    """The declared environments. A missing default file declares none; a file named by
+    TECHOPS_ENVIRONMENTS must exist, and every problem is one line naming the entry."""
+    named = path is not None or "TECHOPS_ENVIRONMENTS" in os.environ
+    path = path or default_path()
+    if not path.is_file():
+        if named:
+            raise UserError(f"environments file {path} does not exist")
+        return []
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UserError(f"{path}: cannot be read as YAML ({type(exc).__name__})") from None
+    specs = (data or {}).get("environments") if isinstance(data, dict) else None
+    if not isinstance(specs, list):
+        raise UserError(f"{path}: expected `environments:`, a list of {{name, inventories}}")
+    # Relative inventory paths are the repository's, as in schedules.yml.
+    found = [_environment(spec, f"{path}: environments[{i}]") for i, spec in enumerate(specs)]
+    names = [e.name for e in found]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise UserError(f"{path}: environment {duplicates[0]!r} is declared twice")
+    return found
+
+
+def _environment(spec: Any, where: str) -> Environment:
+    if not isinstance(spec, dict):
+        raise UserError(f"{where}: expected a mapping with name, inventories and protected")
+    unknown = set(spec) - KEYS
+    if unknown:
+        raise UserError(
+            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+            f"(known: {', '.join(sorted(KEYS))})"
+        )
+    name = spec.get("name")
+    if not isinstance(name, str) or not name:
+        raise UserError(f"{where}: an environment needs a name")
+    inventories = spec.get("inventories")
+    if (
+        not isinstance(inventories, list)
+        or not inventories
+        or not all(isinstance(i, str) and i for i in inventories)
+    ):
+        raise UserError(f"{where} ({name}): inventories must be a list of paths")
+    protected = spec.get("protected", False)
+    if not isinstance(protected, bool):
+        raise UserError(f"{where} ({name}): protected must be true or false")
+    paths = tuple(
+        (Path(i) if Path(i).is_absolute() else repo_root() / i).resolve() for i in inventories
+    )
+    return Environment(name, paths, protected)
+
+
+def environment_of(inventory: str, environments: list[Environment]) -> Environment | None:
+    """The environment an inventory belongs to, if one declares it. A host list
+    ("web1,web2,") names no inventory file and belongs to none."""
+    if is_host_list(inventory):
+        return None
+    path = Path(inventory).resolve()
+    return next((e for e in environments if e.holds(path)), None)
