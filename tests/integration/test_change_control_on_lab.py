@@ -151,7 +151,8 @@ def test_a_protected_run_is_refused_in_a_freeze_then_overridden_on_the_record(
 
 def test_two_playbooks_never_touch_one_host_at_once(lab_inventory, tmp_path):
     ledger = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-    first = _start_slow(lab_inventory, ledger, seconds=40)
+    # The lock covers the hosts the run may touch: its inventory, its --limit applied.
+    first = _start_slow(lab_inventory, ledger, seconds=40, limit="app")
     try:
         second = techops("run", PROBE, "-i", str(lab_inventory), "-l", "app1", "--ledger", ledger)
         assert second.returncode == 1, second.stderr[-2000:]

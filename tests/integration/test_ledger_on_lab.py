@@ -169,7 +169,9 @@ def test_a_real_run_is_recorded_reported_and_free_of_secrets(
     assert b"**redacted**" in blob
 
 
-def _start_slow(inventory: Path, ledger_url: str, seconds: int = 60) -> subprocess.Popen:
+def _start_slow(
+    inventory: Path, ledger_url: str, seconds: int = 60, limit: str | None = None
+) -> subprocess.Popen:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -183,6 +185,7 @@ def _start_slow(inventory: Path, ledger_url: str, seconds: int = 60) -> subproce
             f"slow_seconds={seconds} db_password={CANARIES[0]}",
             "--ledger",
             ledger_url,
+            *(["--limit", limit] if limit else []),
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,

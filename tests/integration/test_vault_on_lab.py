@@ -122,6 +122,10 @@ def scan_command_lines(stop: threading.Event, found: list[str], canaries: list[s
                 text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
+            if "-m runner.cli " in text:
+                # techops itself, as the test typed it: --reason and --ticket quote
+                # secrets on purpose; what it starts is what must hold none.
+                continue
             found.extend(f"{c} in {text[:200]}" for c in canaries if c in text)
             if "ansible-playbook" in text:
                 found.append("seen:ansible-playbook")
