@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.helpers import REPO, techops
@@ -199,19 +200,23 @@ def test_a_backup_then_a_drill_feed_the_compliance_and_access_reports(lab_invent
     assert exemption["addresses"]
 
 
-def test_ssh_audit_finds_no_failure_on_the_bastion(lab_inventory):
+@pytest.mark.parametrize(("group", "host"), [("bastion", "bastion1"), ("app", "app1")])
+def test_ssh_audit_finds_no_failure_and_no_warning(lab_inventory, group, host):
     inventory = yaml.safe_load(lab_inventory.read_text())
-    bastion = inventory["all"]["children"]["lab"]["children"]["bastion"]["hosts"]["bastion1"]
+    address = inventory["all"]["children"]["lab"]["children"][group]["hosts"][host]["ansible_host"]
+    # The pinned, current ssh-audit beside this interpreter (pyproject.toml), not an older
+    # one on PATH. The rate test probes denial of service, not the configuration.
+    ssh_audit = str(Path(sys.executable).parent / "ssh-audit")
     proc = subprocess.run(
-        ["ssh-audit", "-n", bastion["ansible_host"]],
+        [ssh_audit, "-n", "--skip-rate-test", address],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert "(kex)" in proc.stdout, proc.stdout + proc.stderr  # it did audit the server
-    failures = [line for line in proc.stdout.splitlines() if "[fail]" in line]
-    assert failures == [], "\n".join(failures)
+    findings = [line for line in proc.stdout.splitlines() if "[fail]" in line or "[warn]" in line]
+    assert findings == [], "\n".join(findings)
 
 
 def _keys() -> tuple[str, str]:

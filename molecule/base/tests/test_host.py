@@ -72,6 +72,36 @@ def test_sshd_drop_in_is_only_installed_when_the_whole_config_validates(host):
     host.run_expect([0], f"{VALIDATE_HELPER} {SSHD_DROPIN} 10-techops-base.conf")
 
 
+def test_sshd_applies_the_forwarding_logging_and_key_size_guidance(host):
+    """What sshd itself says it would apply to an admin's login, not what a file says."""
+    effective = host.check_output("sshd -T -C user=opsadmin,host=client,addr=192.0.2.1")
+    settings = dict(line.split(" ", 1) for line in effective.splitlines() if " " in line)
+    for forwarding in ("allowagentforwarding", "allowstreamlocalforwarding", "permittunnel"):
+        assert settings[forwarding] == "no", forwarding
+    assert settings["x11forwarding"] == "no"
+    assert settings["loglevel"] == "VERBOSE"
+    assert settings["requiredrsasize"] == "3072"
+    # Post-quantum hybrid key exchange only, as far as this OpenSSH knows them.
+    assert set(settings["kexalgorithms"].split(",")) <= {
+        "mlkem768x25519-sha256",
+        "sntrup761x25519-sha512",
+        "sntrup761x25519-sha512@openssh.com",
+    }
+    version = re.search(r"OpenSSH_(\d+)\.(\d+)", host.run("ssh -V").stderr)
+    assert version, "ssh -V names no OpenSSH version"
+    if (int(version[1]), int(version[2])) >= (9, 8):
+        assert settings["persourcepenalties"] != "no"  # penalties with their timings
+    else:
+        assert "persourcepenalties" not in settings  # this sshd has none to apply
+
+
+def test_group_exchange_offers_no_modulus_under_3072_bits(host):
+    small = host.check_output("awk '$1 !~ /^#/ && NF >= 7 && $5 + 1 < 3072' /etc/ssh/moduli")
+    assert small == ""
+    kept = host.check_output("awk '$1 !~ /^#/ && NF >= 7' /etc/ssh/moduli | wc -l")
+    assert int(kept) > 0, "no modulus left: group exchange would fail"
+
+
 def test_firewall_loads_at_boot(host):
     assert host.service("nftables").is_enabled
     ruleset = host.check_output("nft list chain inet techops_base input")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import stat
+import subprocess
 
 # The methods sshd offers, as the client reports them on a refused login.
 DENIED = re.compile(r"Permission denied \(([^)]*)\)")
@@ -125,3 +126,26 @@ def test_sha1_mac_is_refused(ssh):
     )
     assert result.returncode == 255
     assert "no matching MAC found" in result.stderr
+
+
+def test_an_rsa_key_under_3072_bits_is_refused_even_when_authorized(host, ssh, tmp_path):
+    """RequiredRSASize: a 2048-bit key, put in opsadmin's authorized_keys for this test
+    only, does not log in."""
+    key = tmp_path / "rsa2048"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(key)], check=True
+    )
+    public = (tmp_path / "rsa2048.pub").read_text().strip()
+    keys = "/home/opsadmin/.ssh/authorized_keys"
+    host.run_expect([0], f"cp -p {keys} {keys}.molecule && echo '{public}' >> {keys}")
+    try:
+        result = ssh(
+            "opsadmin",
+            "true",
+            key=None,
+            options=["-o", "BatchMode=yes", "-i", str(key), "-o", "IdentitiesOnly=yes"],
+        )
+    finally:
+        host.run_expect([0], f"mv {keys}.molecule {keys}")
+    assert result.returncode == 255
+    assert offered_methods(result.stderr) == "publickey"
