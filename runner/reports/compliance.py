@@ -296,10 +296,22 @@ def _take_patch(entry: _Host, record: _Record, outcome: str | None) -> None:
 # ---------------------------------------------------------------------- judging
 
 
+UNIT_SECONDS = {"days": 86400, "hours": 3600}
+
+
 def _age(when: datetime | None, now: datetime, unit: str) -> float | None:
     if when is None:
         return None
-    return round((now - when).total_seconds() / (86400 if unit == "days" else 3600), 1)
+    return round((now - when).total_seconds() / UNIT_SECONDS[unit], 1)
+
+
+def _against(age: float, unit: str, limit: Limit, what: str, flags: list[str]) -> str:
+    """OK, or BREACH with a flag that says by how much (`what` names the age, e.g. "last
+    patch 40 days ago")."""
+    if age * UNIT_SECONDS[unit] > limit.seconds:
+        flags.append(f"{what}: over the limit of {limit.text()}")
+        return BREACH
+    return OK
 
 
 def _ledger_time(text: str | None) -> datetime | None:
@@ -366,12 +378,12 @@ def _patch(
     found["days_since_patch"] = age
     if not required:
         return found
-    if age is not None and age * 86400 > limit.seconds:
-        # A later run may have patched: what it did is not known, so neither is the breach.
-        found["patch_status"] = UNKNOWN if entry.patch_unsure else BREACH
-        flags.append(f"last patch {age:g} days ago: over the limit of {limit.text()}")
-    else:
-        found["patch_status"] = OK
+    if age is None:
+        found["patch_status"] = UNKNOWN
+        return found
+    status = _against(age, "days", limit, f"last patch {age:g} days ago", flags)
+    # A later run may have patched: what it did is not known, so neither is the breach.
+    found["patch_status"] = UNKNOWN if status == BREACH and entry.patch_unsure else status
     return found
 
 
@@ -419,11 +431,11 @@ def _backup(
     found["backup_age_hours"] = age
     if not required:
         return found
-    if age is not None and age * 3600 > limit.seconds:
-        found["backup_status"] = BREACH
-        flags.append(f"latest archive {age:g} h old: over the limit of {limit.text()}")
-    else:
-        found["backup_status"] = OK
+    found["backup_status"] = (
+        UNKNOWN
+        if age is None
+        else _against(age, "hours", limit, f"latest archive {age:g} h old", flags)
+    )
     return found
 
 
@@ -489,11 +501,8 @@ def _drill(
             + ("whether it passed" if passed is None else "when it ran")
             + " is unknown"
         )
-    elif age * 86400 > limit.seconds:
-        found["drill_status"] = BREACH
-        flags.append(f"last drill {age:g} days ago: over the limit of {limit.text()}")
     else:
-        found["drill_status"] = OK
+        found["drill_status"] = _against(age, "days", limit, f"last drill {age:g} days ago", flags)
     return found
 
 
