@@ -161,6 +161,8 @@ def yaml_groups(path: Path) -> dict[str, set[str]] | None:
 
     for name, node in data.items():
         walk(name, node)
+    if any("[" in str(host) for listed in hosts.values() for host in listed):
+        return None  # host ranges (app[1:3]): Ansible expands them, not this reader
 
     def members(name: str, seen: frozenset[str]) -> set[str]:
         found = set(hosts[name])

@@ -204,12 +204,14 @@ def execute_remote(
     request: Any, node: Node, on_event: Callable[[dict], bool], cancel: Callable[[], bool]
 ) -> Any:
     """Run `request` on `node`; events reach `on_event` as in a local run."""
+    # Known before anything is staged: a node that cannot be reached leaves no staged copy
+    # (of the inventory and the extra vars) behind.
+    argv = node.worker_argv()
     staging, playbook, inventory = stage(request.run_id, request.playbook, request.inventory)
     # Sent inside the job, as a file the worker passes by path: never on the node's
     # command line. The worker's directory, and this staging copy, are removed after.
     request.write_extravars(staging)
     kwargs = transmit_kwargs(request, staging, playbook, inventory)
-    argv = node.worker_argv()
     try:
         worker = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -296,6 +298,8 @@ class Canceled:
     def __init__(self, partial: Any) -> None:
         self.stats = getattr(partial, "stats", None)
         self.config = getattr(partial, "config", None)
+        # Where the stream's raw events were written: the run's end scrubs them there.
+        self.artifact_dir = getattr(partial, "artifact_dir", None)
 
 
 def _stop(worker: subprocess.Popen) -> None:

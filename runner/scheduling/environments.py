@@ -90,9 +90,18 @@ def _environment(spec: Any, where: str) -> Environment:
 
 
 def environment_of(inventory: str, environments: list[Environment]) -> Environment | None:
-    """The environment an inventory belongs to, if one declares it. A host list
-    ("web1,web2,") names no inventory file and belongs to none."""
+    """The environment an inventory belongs to, if one declares it; a protected one first.
+    A directory also belongs to every environment whose inventory it contains, by path or
+    through a link (`-i inventories` reads production too). A host list ("web1,web2,")
+    names no inventory file and belongs to none."""
     if is_host_list(inventory):
         return None
     path = Path(inventory).resolve()
-    return next((e for e in environments if e.holds(path)), None)
+    sources = [path]
+    if path.is_dir():
+        for root, dirs, files in os.walk(path, followlinks=True):
+            sources += [(Path(root) / name).resolve() for name in [*dirs, *files]]
+    found = [e for e in environments if any(e.holds(s) or s in e.inventories for s in sources)]
+    found += [e for e in environments if any(path in p.parents for p in e.inventories)]
+    candidates = [e for e in found if e.protected] or found
+    return candidates[0] if candidates else None

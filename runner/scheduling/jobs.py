@@ -20,6 +20,7 @@ from runner.core.inventory import host_groups
 from runner.core.locks import FileLock
 from runner.core.paths import state_dir
 from runner.execution.launch import Why, run_recorded
+from runner.execution.locks import HostBusy
 from runner.execution.request import RunRequest
 from runner.execution.vault import Vault
 from runner.ledger.store import Entry, Ledger
@@ -139,7 +140,19 @@ def run_job(
             ledger.append(DECISION, f"job:{job.name}", record)
         print(f"techops: job {job.name}: fired ({decision.reason}), run {request.run_id}")
         why = Why(reason=override_reason or f"scheduled job {job.name}", schedule=job.name)
-        result = run_recorded(request, ledger, why)
+        try:
+            result = run_recorded(request, ledger, why)
+        except HostBusy as busy:
+            # Another run holds a host: this start is lost (its due time was decided), so
+            # the run.refused entry alone is not enough; someone must know.
+            refusal = {"job": job.name, "run_id": request.run_id, "reason": str(busy)}
+            outcomes = notify.send(config, "refuse", refusal)
+            ledger.append(
+                "schedule.notified",
+                f"job:{job.name}",
+                {**refusal, "event": "refuse", "notifications": outcomes},
+            )
+            raise
         event = "success" if result.status == "successful" else "failure"
         payload = {
             "job": job.name,

@@ -13,6 +13,7 @@ Every decision is a `change.decision` ledger entry, as a scheduled job's is a
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from runner.core.inventory import inventory_hosts, resolve_hosts
 from runner.core.paths import repo_root
 from runner.execution.launch import Why, run_recorded
 from runner.execution.request import RunRequest, RunResult
-from runner.ledger.redact import Redactor
+from runner.ledger.redact import Redactor, secret_values
 from runner.ledger.store import Ledger
 from runner.scheduling import notify
 from runner.scheduling.environments import Environment
@@ -76,7 +77,14 @@ def judge(
         elif not status["open"]:
             blocked[host] = f"outside its maintenance windows (next opens {status['next_open']})"
     if not groups_by_host:
-        return Verdict("fire", "no host matched: nothing can change")
+        # Fail closed: techops could not tell which hosts would change (an inventory it
+        # cannot read without the vault, a limit it cannot resolve), and Ansible may.
+        summary = "the hosts this run would touch could not be determined"
+        if override_reason:
+            return Verdict(
+                "fire", f"emergency override ({summary}): {override_reason}", {}, override_reason
+            )
+        return Verdict("refuse", summary)
     if not blocked:
         return Verdict("fire", "every host is inside a maintenance window and no freeze")
     summary = _summary(blocked)
@@ -116,8 +124,8 @@ def run_protected(
     schedules = load()
     config = notify.settings(schedules.data.get("notify"), None)
     # Free text is scrubbed of what this run already knows to be secret (its extra vars,
-    # URL passwords) before it is recorded or sent.
-    scrub = Redactor.for_run(request.extravars).text
+    # this process's secret-named variables, URL passwords) before it is recorded or sent.
+    scrub = Redactor.for_run(request.extravars, secret_values(dict(os.environ))).text
     record: dict[str, Any] = {
         "environment": environment.name,
         "playbook": _relative(request),

@@ -51,3 +51,15 @@ def test_the_fast_path_matches_ansible(inventory, monkeypatch):
     for host, groups in fast.items():
         assert groups == slow[host] - {"ungrouped"}, host
     assert limited == inventories.resolve_hosts(inventory, "backup_clients") == ["app1", "app2"]
+
+
+def test_host_ranges_are_left_to_ansible(tmp_path):
+    """app[1:2] names two hosts: read literally, two runs on app1 would take different
+    locks."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  children:\n    app:\n      hosts:\n        app[1:2].example.com:\n"
+    )
+    assert inventories.yaml_groups(inventory) is None
+    hosts = inventories.resolve_hosts(str(inventory), "app")
+    assert hosts == ["app1.example.com", "app2.example.com"]

@@ -211,3 +211,28 @@ def test_the_shipped_file_protects_production_and_staging_only():
     lab = environment_of(str(REPO / "inventories/lab/hosts.yml"), list(declared.values()))
     assert lab is not None and not lab.protected
     assert environment_of("app1,app2,", list(declared.values())) is None
+
+
+def test_a_run_whose_hosts_cannot_be_told_is_refused_unless_overridden(schedules):
+    """Fail closed: an inventory techops cannot read (vaulted whole) yields no hosts, and
+    Ansible, with the vault, may still change every one of them."""
+    blind = protect.judge(schedules, {}, INSIDE, check=False)
+    assert blind.action == "refuse"
+    assert blind.reason == "the hosts this run would touch could not be determined"
+    assert protect.judge(schedules, {}, INSIDE, check=False, override_reason="now").fires
+    assert protect.judge(schedules, {}, INSIDE, check=True).fires
+
+
+def test_a_directory_holding_or_linking_a_protected_inventory_is_protected(protected, tmp_path):
+    declared = load()
+    # The parent directory of the protected inventory: -i reads it too.
+    assert environment_of(str(protected.parent.parent), declared).name == "prod"
+    # A directory of one's own that links to it.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "prod").symlink_to(protected.parent)
+    assert environment_of(str(mine), declared).name == "prod"
+    unrelated = tmp_path / "other"
+    unrelated.mkdir()
+    (unrelated / "hosts.yml").write_text("all: {hosts: {x: }}\n")
+    assert environment_of(str(unrelated), declared) is None
