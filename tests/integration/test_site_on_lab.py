@@ -22,6 +22,22 @@ def _outcome(proc) -> dict:
     return json.loads(proc.stdout[start:])
 
 
+def _compliance(inventory: Path, ledger: str) -> dict:
+    """The compliance report of the lab's hosts, as JSON."""
+    proc = techops(
+        "report",
+        "compliance",
+        "-i",
+        str(inventory),
+        "--format",
+        "json",
+        "--ledger",
+        ledger,
+        check=True,
+    )
+    return json.loads(proc.stdout)
+
+
 def test_lab_status_shows_every_host_reachable(lab_inventory):
     proc = techops("lab", "status", "--name", LAB)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -137,19 +153,7 @@ def test_a_backup_then_a_drill_feed_the_compliance_and_access_reports(lab_invent
     assert before["archive_time"] is None and before["archives"] == 0, (
         f"the fresh lab already holds an archive ({before}): the no-archive case is untested"
     )
-    empty = json.loads(
-        techops(
-            "report",
-            "compliance",
-            "-i",
-            str(lab_inventory),
-            "--format",
-            "json",
-            "--ledger",
-            ledger,
-            check=True,
-        ).stdout
-    )
+    empty = _compliance(lab_inventory, ledger)
     app1 = next(h for h in empty["hosts"] if h["host"] == "app1")
     assert app1["backup_status"] == "never" and app1["last_backup"] is None, app1
     assert any("no backup archive" in flag for flag in app1["flags"]), app1["flags"]
@@ -171,19 +175,7 @@ def test_a_backup_then_a_drill_feed_the_compliance_and_access_reports(lab_invent
     assert archived, "the backup run made an archive: its evidence names the archive's time"
     drill = techops("run", "dr_drill", "-i", str(lab_inventory), "--ledger", ledger, "--json")
     assert drill.returncode == 0, drill.stderr[-3000:]
-    compliance = json.loads(
-        techops(
-            "report",
-            "compliance",
-            "-i",
-            str(lab_inventory),
-            "--format",
-            "json",
-            "--ledger",
-            ledger,
-            check=True,
-        ).stdout
-    )
+    compliance = _compliance(lab_inventory, ledger)
     hosts = {h["host"]: h for h in compliance["hosts"]}
     # The archive's own time, not the run's: a report may only state what the evidence shows.
     assert hosts["app1"]["last_backup"] == archived
