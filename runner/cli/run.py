@@ -72,6 +72,12 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", help="why this run happens (recorded in the ledger)")
     parser.add_argument("--ticket", help="change or incident ticket (recorded in the ledger)")
     parser.add_argument(
+        "--change",
+        metavar="ID",
+        help="run an approved change (techops change): required on protected environments "
+        "that require approvals; the run must be exactly what was approved",
+    )
+    parser.add_argument(
         "--schedule",
         metavar="JOB",
         help="run a job of schedules.yml through the "
@@ -92,6 +98,11 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def handle(args: argparse.Namespace) -> int:
     at_least(args.forks, 1, "-f/--forks")
     if args.schedule:
+        if args.change:
+            raise BadOptions(
+                "--change is for runs by hand: a scheduled job is approved by its "
+                "entry in schedules.yml"
+            )
         if args.playbook:
             raise BadOptions(
                 "give either a playbook or --schedule NAME (the job names its "
@@ -129,6 +140,11 @@ def handle(args: argparse.Namespace) -> int:
     environment = environment_of(request.inventory, environments.load())
     if environment is None or not environment.protected:
         environment = None
+        if args.change:
+            raise BadOptions(
+                f"--change goes with a protected inventory (environments.yml): "
+                f"{request.inventory} is in no protected environment"
+            )
         if args.override_reason:
             raise BadOptions(
                 "--override-reason goes with --schedule or a protected inventory "
@@ -140,7 +156,12 @@ def handle(args: argparse.Namespace) -> int:
     why = Why(reason=args.reason, ticket=args.ticket)
     if environment is not None:
         protected = run_protected(
-            request, ledger, environment, why, override_reason=args.override_reason
+            request,
+            ledger,
+            environment,
+            why,
+            override_reason=args.override_reason,
+            change_id=args.change,
         )
         if protected is None:
             return RC_REFUSED

@@ -14,6 +14,9 @@ from runner.ledger.evidence import Reading, read
 from runner.ledger.store import TERMINAL_KINDS, CheckedCheckpoint, Entry, Ledger, Verification
 
 EVIDENCE_AREAS = ("patch", "access", "backup", "drill")
+# The gate's entry for a run by hand on a protected environment (written before the run
+# starts, with the run's id).
+CHANGE_DECISION = "change.decision"
 
 
 @dataclass
@@ -24,6 +27,10 @@ class RunView:
     started: Entry
     end: Entry | None = None
     entries: list[Entry] = field(default_factory=list)
+    # The change-control decision that admitted it, for a run on a protected environment:
+    # the gate's verdict, the override, and the signed change with who requested and who
+    # approved it (runner.scheduling.protect).
+    decision: Entry | None = None
 
     @property
     def status(self) -> str:
@@ -73,6 +80,7 @@ class RunView:
             "who": self.who,
             "start": self.started.body,
             "end": self.end.body if self.end else None,
+            "decision": self.decision.body if self.decision else None,
             "entries": [
                 {"seq": e.seq, "kind": e.kind, "hash": e.hash, "prev_hash": e.prev_hash}
                 for e in self.entries
@@ -131,9 +139,18 @@ class RunEvidence:
 
 def load_runs(ledger: Ledger) -> dict[str, RunView]:
     runs: dict[str, RunView] = {}
+    decisions: dict[str, Entry] = {}
     for entry in ledger.entries():
-        if entry.kind == "run.started":
-            runs[entry.run_id] = RunView(entry.run_id, entry, entries=[entry])
+        if entry.kind == CHANGE_DECISION and entry.body.get("action") == "fire":
+            decisions.setdefault(entry.run_id, entry)
+        elif entry.kind == "run.started":
+            decision = decisions.get(entry.run_id)
+            runs[entry.run_id] = RunView(
+                entry.run_id,
+                entry,
+                entries=[e for e in (decision, entry) if e is not None],
+                decision=decision,
+            )
         elif entry.kind in TERMINAL_KINDS and entry.run_id in runs:
             # A run's first terminal entry is its end; a later one is a forgery, which
             # `verify` names and the report's ledger section shows.

@@ -18,7 +18,9 @@ from runner.core.inventory import is_host_list
 from runner.core.paths import repo_root
 
 DEFAULT_FILE = "environments.yml"
-KEYS = {"name", "inventories", "protected"}
+KEYS = {"name", "inventories", "protected", "approvals", "allowed_signers"}
+# The allowed-signers file approvals are checked against, unless an environment names one.
+DEFAULT_SIGNERS = "allowed_signers"
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,10 @@ class Environment:
     name: str
     inventories: tuple[Path, ...]  # absolute
     protected: bool
+    # Signed approvals a change needs before it may run here, by people other than its
+    # requester (runner.scheduling.changes); 0: a reason and a ticket are enough.
+    approvals: int = 0
+    allowed_signers: Path | None = None  # absolute; set when approvals are required
 
     def holds(self, inventory: Path) -> bool:
         return any(inventory == path or path in inventory.parents for path in self.inventories)
@@ -86,7 +92,19 @@ def _environment(spec: Any, where: str) -> Environment:
     paths = tuple(
         (Path(i) if Path(i).is_absolute() else repo_root() / i).resolve() for i in inventories
     )
-    return Environment(name, paths, protected)
+    approvals = spec.get("approvals", 0)
+    if isinstance(approvals, bool) or not isinstance(approvals, int) or approvals < 0:
+        raise UserError(f"{where} ({name}): approvals must be a whole number, 0 or more")
+    if approvals and not protected:
+        raise UserError(
+            f"{where} ({name}): approvals apply to protected environments only: "
+            "set protected: true, or remove approvals"
+        )
+    signers = spec.get("allowed_signers", DEFAULT_SIGNERS)
+    if not isinstance(signers, str) or not signers:
+        raise UserError(f"{where} ({name}): allowed_signers must be a file path")
+    signers_path = Path(signers) if Path(signers).is_absolute() else repo_root() / signers
+    return Environment(name, paths, protected, approvals, signers_path if approvals else None)
 
 
 def environment_of(inventory: str, environments: list[Environment]) -> Environment | None:

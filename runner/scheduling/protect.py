@@ -28,10 +28,12 @@ from runner.execution.launch import Why, run_recorded
 from runner.execution.request import RunRequest, RunResult
 from runner.ledger.redact import Redactor, secret_values
 from runner.ledger.store import Ledger
-from runner.scheduling import notify
+from runner.scheduling import changes, notify
+from runner.scheduling.changes import ChangeRefused
 from runner.scheduling.environments import Environment
 from runner.scheduling.jobs import OVERRIDE_VAR
 from runner.scheduling.model import Schedules, load
+from runner.scheduling.signing import SigningError
 
 CHANGE_DECISION = "change.decision"
 CHANGE_NOTIFIED = "change.notified"
@@ -115,6 +117,7 @@ def run_protected(
     why: Why,
     *,
     override_reason: str | None = None,
+    change_id: str | None = None,
     now: datetime | None = None,
 ) -> RunResult | None:
     """Gate, record and run a manual run against a protected environment. Returns the
@@ -140,6 +143,33 @@ def run_protected(
         "decided_at": now.isoformat(),
         "run_id": request.run_id,
     }
+    change: changes.Change | None = None
+    if change_id is None and environment.approvals and not request.check:
+        said = (
+            f"protected environment {environment.name!r} runs approved changes only "
+            f"({environment.approvals} signed approval(s) by someone other than the requester)"
+        )
+        _refuse(ledger, config, record, f"{said}: no --change given", {})
+        raise BadOptions(
+            f"{said}: request one with `techops change request`, have it approved, then run "
+            "with --change ID (or run with --check, which changes nothing); the refusal is "
+            "recorded"
+        )
+    if change_id is not None:
+        record["change"] = scrub(change_id)
+        try:
+            change, approvers = _admit_change(request, ledger, environment, why, change_id, now)
+        except ChangeRefused as refused:
+            _refuse(ledger, config, record, str(refused), {})
+            print(f"techops: refused: {refused} (environment {environment.name}); nothing ran")
+            return None
+        why = Why(reason=change.document["reason"], ticket=change.document["ticket"])
+        record.update(
+            reason=why.reason,
+            ticket=why.ticket,
+            requested_by=change.requester,
+            approved_by=approvers,
+        )
     if not request.check and not (why.reason and why.ticket):
         missing = " and ".join(
             option
@@ -182,6 +212,18 @@ def run_protected(
         record["notifications"] = notify.send(config, "override", _payload(record))
     ledger.append(CHANGE_DECISION, request.run_id, record)
     result = run_recorded(request, ledger, why)
+    if change is not None and not request.check:
+        # What the change was used for: a change that ran successfully is done.
+        ledger.append(
+            changes.RAN,
+            change.id,
+            {
+                "change": change.id,
+                "run_id": request.run_id,
+                "status": result.status,
+                "rc": result.rc,
+            },
+        )
     if result.status != "successful":
         payload = {**_payload(record), "status": result.status, "rc": result.rc}
         payload["reason"] = f"run {result.status} (rc {result.rc})"
@@ -193,6 +235,42 @@ def run_protected(
                 {"run_id": request.run_id, "event": "failure", "notifications": outcomes},
             )
     return result
+
+
+def _admit_change(
+    request: RunRequest,
+    ledger: Ledger,
+    environment: Environment,
+    why: Why,
+    change_id: str,
+    now: datetime,
+) -> tuple[changes.Change, list[dict[str, str]]]:
+    """The approved change this run is, and who approved it; ChangeRefused otherwise."""
+    if environment.allowed_signers is None:
+        raise ChangeRefused(
+            f"environment {environment.name} requires no approval, so --change does not "
+            "apply: run with --reason and --ticket"
+        )
+    try:
+        change = changes.load(ledger, change_id)
+    except SigningError as exc:
+        raise ChangeRefused(f"change {change_id} is damaged in the ledger: {exc}") from None
+    if change is None:
+        raise ChangeRefused(
+            f"there is no change {change_id} in the ledger (techops change list shows them)"
+        )
+    document = change.document
+    for option, given, approved in (
+        ("--reason", why.reason, document["reason"]),
+        ("--ticket", why.ticket, document["ticket"]),
+    ):
+        if given and given != approved:
+            raise ChangeRefused(
+                f"{option} {given!r} is not the change's ({approved!r}): leave it out, "
+                "the change says why"
+            )
+    scope = changes.scope_of(request, environment, changes.git_commit())
+    return change, changes.admit(change, environment, scope, now)
 
 
 def _refuse(

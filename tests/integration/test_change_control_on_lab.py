@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -169,3 +170,141 @@ def test_two_playbooks_never_touch_one_host_at_once(lab_inventory, tmp_path):
         first.terminate()
         first.communicate(timeout=60)
     assert Path(tmp_path / "ledger.sqlite3").exists()
+
+
+def _keypair(directory: Path, name: str) -> Path:
+    key = directory / name
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True
+    )
+    return key
+
+
+@pytest.fixture
+def approvals_lab(lab_inventory, tmp_path, webhook):
+    """The lab's hosts as a protected environment that runs signed changes only (one
+    approval), windows always open and no freeze; alice and bob are allowed signers,
+    carol is not."""
+    url, received = webhook
+    inventory = tmp_path / "prodlike"
+    (inventory / "group_vars" / "all").mkdir(parents=True)
+    shutil.copy(lab_inventory, inventory / "hosts.yml")
+    for source in (REPO / "inventories/lab/group_vars/all").glob("*.yml"):
+        shutil.copy(source, inventory / "group_vars" / "all" / source.name)
+    keys = {name: _keypair(tmp_path, name) for name in ("alice", "bob", "carol")}
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(
+        "".join(
+            f'{name}@example.com namespaces="techops-*@prodlike" '
+            + " ".join(keys[name].with_suffix(".pub").read_text().split()[:2])
+            + "\n"
+            for name in ("alice", "bob")
+        )
+    )
+    environments = tmp_path / "environments.yml"
+    environments.write_text(
+        yaml.safe_dump(
+            {
+                "environments": [
+                    {
+                        "name": "prodlike",
+                        "inventories": [str(inventory)],
+                        "protected": True,
+                        "approvals": 1,
+                        "allowed_signers": str(signers),
+                    }
+                ]
+            }
+        )
+    )
+    schedules = tmp_path / "schedules.yml"
+    schedules.write_text(
+        yaml.safe_dump(
+            {
+                "timezone": "UTC",
+                "windows": [
+                    {"name": "always", "groups": ["all"], "cron": "0 * * * *", "duration": "1h"}
+                ],
+                "notify": {"on": ["failure", "refuse", "override"], "webhook": url},
+                "jobs": [],
+            }
+        )
+    )
+    env = {
+        "TECHOPS_ENVIRONMENTS": str(environments),
+        "TECHOPS_SCHEDULES": str(schedules),
+        "TECHOPS_LEDGER": f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
+    }
+    return inventory / "hosts.yml", keys, env, received
+
+
+def test_a_signed_change_runs_only_as_approved_and_the_report_names_both_people(
+    approvals_lab, tmp_path
+):
+    inventory, keys, env, received = approvals_lab
+    target = [PROBE, "-i", str(inventory), "-l", "app1"]
+    why = ["--reason", "rotate the probe", "--ticket", "CHG-77"]
+
+    unsigned = techops("run", *target, *why, env=env)
+    assert unsigned.returncode == 5, unsigned.stderr[-2000:]
+    assert "runs approved changes only" in unsigned.stderr
+
+    stranger = techops("change", "request", *target, *why, "--key", str(keys["carol"]), env=env)
+    assert stranger.returncode != 0
+    assert "is not in the allowed signers" in stranger.stderr
+
+    asked = techops("change", "request", *target, *why, "--key", str(keys["alice"]), env=env)
+    assert asked.returncode == 0, asked.stderr[-2000:]
+    change_id = asked.stdout.split()[1]
+
+    early = techops("run", *target, "--change", change_id, env=env)
+    assert early.returncode == 3 and "has 0 of the 1 approval(s)" in early.stdout
+
+    self_approved = techops("change", "approve", change_id, "--key", str(keys["alice"]), env=env)
+    assert self_approved.returncode != 0
+    assert "requested this change and cannot approve it" in self_approved.stderr
+    unknown = techops("change", "approve", change_id, "--key", str(keys["carol"]), env=env)
+    assert unknown.returncode != 0 and "is not in the allowed signers" in unknown.stderr
+
+    approved = techops("change", "approve", change_id, "--key", str(keys["bob"]), env=env)
+    assert approved.returncode == 0, approved.stderr[-2000:]
+
+    wider = techops("run", PROBE, "-i", str(inventory), "-l", "app", "--change", change_id, env=env)
+    assert wider.returncode == 3
+    assert "limit: approved 'app1', this run 'app'" in wider.stdout
+    assert "PLAY" not in wider.stderr  # nothing ran
+
+    ran = techops("run", *target, "--change", change_id, "--json", env=env)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    run_id = json.loads(ran.stdout[ran.stdout.index("{") :])["run_id"]
+
+    again = techops("run", *target, "--change", change_id, env=env)
+    assert again.returncode == 3 and "already ran successfully" in again.stdout
+
+    # The record: who asked, who approved with which key, and every refusal.
+    ledger = env["TECHOPS_LEDGER"]
+    made = decisions(ledger)
+    assert [d["action"] for d in made] == ["refuse", "refuse", "refuse", "fire", "refuse"]
+    fired = made[3]
+    assert fired["run_id"] == run_id and fired["change"] == change_id
+    assert fired["requested_by"]["principal"] == "alice@example.com"
+    [approver] = fired["approved_by"]
+    bob = subprocess.run(
+        ["ssh-keygen", "-l", "-f", str(keys["bob"].with_suffix(".pub"))],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[1]
+    assert approver == {"principal": "bob@example.com", "fingerprint": bob, "seq": approver["seq"]}
+    refused = [e.body for e in Ledger.open(ledger).entries(kinds=["change.refused"])]
+    assert [r["step"] for r in refused] == ["request", "approve", "approve"]
+    assert [m["action"] for m in received] == ["refuse"] * 4
+    report = techops("report", run_id, "--format", "md", env=env, check=True).stdout
+    assert "alice@example.com" in report and f"bob@example.com (`{bob}`)" in report
+
+    # An auditor with the ledger alone (no allowed-signers file) checks both signatures.
+    (tmp_path / "allowed_signers").unlink()
+    verified = techops("change", "verify", change_id, env=env)
+    assert verified.returncode == 0, verified.stdout
+    assert "every signature holds" in verified.stdout
+    assert techops("audit", "verify", env=env).returncode == 0

@@ -12,7 +12,7 @@ from runner.core.errors import BadOptions, UserError
 from runner.execution.launch import Why
 from runner.execution.request import RunRequest, RunResult
 from runner.ledger.store import Ledger
-from runner.scheduling import protect
+from runner.scheduling import protect, signing
 from runner.scheduling.environments import environment_of, load
 from runner.scheduling.model import load as load_schedules
 from tests.helpers import REPO, techops
@@ -207,6 +207,13 @@ def test_the_shipped_file_protects_production_and_staging_only():
     declared = {e.name: e for e in load(REPO / "environments.yml")}
     assert declared["production"].protected and declared["staging"].protected
     assert not declared["lab"].protected
+    # Production runs signed changes only; the lab needs nothing, so the README's
+    # commands are unchanged.
+    assert declared["production"].approvals == 1
+    assert declared["production"].allowed_signers == REPO / "allowed_signers"
+    assert declared["lab"].approvals == 0 and declared["staging"].approvals == 0
+    # The shipped file is valid and lists nobody: no change is approvable until it does.
+    assert signing.read_allowed_signers(REPO / "allowed_signers") == []
     assert environment_of(str(REPO / "inventories/production/hosts.yml"), list(declared.values()))
     lab = environment_of(str(REPO / "inventories/lab/hosts.yml"), list(declared.values()))
     assert lab is not None and not lab.protected
