@@ -1,8 +1,9 @@
 """A recorded run: the one path every run takes, by hand or scheduled.
 
-`run_recorded` takes the host locks, runs with live progress and the ledger's recorder
-(the caller opened the ledger first: a run that cannot be recorded does not start), and
-applies retention to what runs leave on disk.
+`run_recorded` takes the host locks (files on this controller, or leases in a PostgreSQL
+ledger that several controllers share: runner.execution.locks), runs with live progress
+and the ledger's recorder (the caller opened the ledger first: a run that cannot be
+recorded does not start), and applies retention to what runs leave on disk.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from runner.core.identity import real_user
 from runner.core.inventory import resolve_hosts
 from runner.core.paths import state_dir
-from runner.execution.locks import HostBusy, RunLock
+from runner.execution.locks import HostBusy, host_lock
 from runner.execution.progress import Progress
 from runner.execution.request import RunRequest, RunResult, fact_cache_dir
 from runner.execution.run import execute
@@ -65,7 +66,7 @@ def run_recorded(request: RunRequest, ledger: Ledger, why: Why = UNSAID) -> RunR
         "who": why.schedule or real_user()["name"],
         "pid": os.getpid(),
     }
-    lock = RunLock(state_dir() / "locks", str(request.playbook), hosts, holder)
+    lock = host_lock(ledger, str(request.playbook), hosts, holder)
     try:
         lock.acquire()
     except HostBusy as busy:

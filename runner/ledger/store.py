@@ -14,7 +14,9 @@ The same code serves SQLite (the default: one file, WAL, every write one transac
 file techops creates is its owner's only, as are the directories it creates for it) and
 PostgreSQL (given a postgresql:// URL), through SQLAlchemy Core. Appends are
 serialised by the database itself (SQLite's BEGIN IMMEDIATE, PostgreSQL's transaction
-advisory lock), so runs on several controllers or processes can write at once.
+advisory lock), so runs on several controllers or processes can write at once. A
+PostgreSQL ledger also holds the host leases that keep those controllers' runs off each
+other's hosts (runner/ledger/leases.py).
 """
 
 from __future__ import annotations
@@ -79,6 +81,25 @@ events = sa.Table(
     sa.Column("host", sa.String(255)),
     sa.Column("data", sa.Text, nullable=False),
 )
+
+# Host leases: the run locks of controllers that share a PostgreSQL ledger, one row per
+# host held (runner/ledger/leases.py). Only PostgreSQL ledgers have the table: a SQLite
+# ledger is one controller's, and its runs lock hosts with files (runner/execution/locks.py).
+# Times are the database's (now()), never a controller's, so clock skew between
+# controllers cannot make a lease look expired early or alive late.
+host_leases = sa.Table(
+    "host_leases",
+    metadata,
+    sa.Column("host", sa.Text, primary_key=True),
+    # Which acquisition holds the row: renewals and the release touch their own rows only,
+    # never those of a run that took a lapsed lease over.
+    sa.Column("token", sa.String(64), nullable=False, index=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("holder", sa.Text, nullable=False),  # JSON: run, who, playbook, controller, pid
+    sa.Column("acquired", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+POSTGRESQL_ONLY = (host_leases,)
 
 checkpoints = sa.Table(
     "ledger_checkpoints",
@@ -302,8 +323,18 @@ class Ledger:
             )
         ledger = cls(engine, url)
         if create:
-            ledger._guard("open", lambda: metadata.create_all(engine))
+            tables = [
+                t
+                for t in metadata.sorted_tables
+                if ledger.dialect == "postgresql" or t not in POSTGRESQL_ONLY
+            ]
+            ledger._guard("open", lambda: metadata.create_all(engine, tables=tables))
         return ledger
+
+    @property
+    def dialect(self) -> str:
+        """The database behind the ledger: "sqlite" or "postgresql"."""
+        return str(self.engine.dialect.name)
 
     def close(self) -> None:
         self.engine.dispose()

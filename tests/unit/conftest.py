@@ -14,17 +14,17 @@ import sqlalchemy as sa
 from runner.ledger import store as ledger_mod
 
 PG_URL = os.environ.get("TECHOPS_TEST_PG_URL")
+NO_PG = (
+    "TECHOPS_TEST_PG_URL is not set: run through scripts/test, which starts "
+    "a local PostgreSQL server (scripts/test-postgres)"
+)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+def fresh_pg_url() -> str:
+    """The test PostgreSQL database, emptied of the ledger's tables (the host leases too);
+    the case is skipped, saying why, when there is none."""
     if not PG_URL:
-        pytest.skip(
-            "TECHOPS_TEST_PG_URL is not set: run through scripts/test, which starts "
-            "a local PostgreSQL server (scripts/test-postgres)"
-        )
+        pytest.skip(NO_PG)
     url = sa.engine.make_url(PG_URL).set(drivername="postgresql+psycopg")
     engine = sa.create_engine(url)
     ledger_mod.metadata.drop_all(engine)
@@ -32,8 +32,28 @@ def ledger_url(request, tmp_path) -> str:
     return PG_URL
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    return fresh_pg_url()
+
+
 @pytest.fixture
 def ledger(ledger_url):
     the_ledger = ledger_mod.Ledger.open(ledger_url)
+    yield the_ledger
+    the_ledger.close()
+
+
+@pytest.fixture
+def pg_ledger_url() -> str:
+    """A PostgreSQL ledger only: for what SQLite ledgers do not have (host leases)."""
+    return fresh_pg_url()
+
+
+@pytest.fixture
+def pg_ledger(pg_ledger_url):
+    the_ledger = ledger_mod.Ledger.open(pg_ledger_url)
     yield the_ledger
     the_ledger.close()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import pwd
+import socket
 from pathlib import Path
 
 import pytest
 
 from runner.core import identity
 from runner.execution import launch
-from runner.execution.locks import HostBusy, RunLock
+from runner.execution.locks import HostBusy, host_lock
 from runner.execution.request import RunRequest
 
 
@@ -25,11 +26,11 @@ def test_the_lock_holder_is_the_real_user_not_USER(ledger, monkeypatch, tmp_path
     monkeypatch.setattr(identity, "LOGIN_UID_FILE", tmp_path / "no-loginuid")
     holders = []
 
-    def run_lock(_root, _playbook, _hosts, holder):
+    def run_lock(_ledger, _playbook, _hosts, holder):
         holders.append(holder)
         raise Taken
 
-    monkeypatch.setattr(launch, "RunLock", run_lock)
+    monkeypatch.setattr(launch, "host_lock", run_lock)
     request = RunRequest(playbook=Path("site.yml"), inventory="h1,")
     with pytest.raises(Taken):
         launch.run_recorded(request, ledger)
@@ -44,10 +45,11 @@ def test_the_lock_holder_is_the_real_user_not_USER(ledger, monkeypatch, tmp_path
 
 def test_a_run_refused_for_a_busy_host_leaves_a_record(ledger, monkeypatch, tmp_path):
     """Another playbook holds app1: the run does not start, says who holds the host, and
-    the refusal is a ledger entry."""
+    the refusal is a ledger entry. The same path whatever holds the lock: files beside a
+    SQLite ledger, leases in a PostgreSQL one."""
     monkeypatch.setenv("TECHOPS_ROOT", str(tmp_path))
-    holding = RunLock(
-        tmp_path / ".techops" / "locks",
+    holding = host_lock(
+        ledger,
         "/repo/playbooks/site.yml",
         ["app1"],
         {"run_id": "run-first", "who": "alice"},
@@ -64,5 +66,7 @@ def test_a_run_refused_for_a_busy_host_leaves_a_record(ledger, monkeypatch, tmp_
     assert refused.body["playbook"] == "patch.yml"
     assert refused.body["held_by"]["run_id"] == "run-first"
     assert refused.body["held_by"]["playbook"] == "site.yml"
+    if ledger.dialect == "postgresql":
+        assert refused.body["held_by"]["controller"] == socket.gethostname()
     assert refused.body["reason"] == "monthly patch" and refused.body["ticket"] == "CHG-7"
     assert ledger.verify().ok
