@@ -212,6 +212,53 @@ def inventory_hosts(inventory: str) -> dict[str, frozenset[str]]:
     }
 
 
+def host_identities(inventory: Path) -> set[str]:
+    """Every name and address (ansible_host) an inventory gives its hosts: what a host list
+    (`-i 203.0.113.21,`) would have to name to reach one of them. A directory's inventory
+    files are read, not its group_vars or host_vars; a file that is not plain YAML is read
+    through Ansible."""
+    if inventory.is_dir():
+        files = sorted(p for p in inventory.iterdir() if p.is_file() and not p.name.startswith("."))
+    else:
+        files = [inventory] if inventory.is_file() else []
+    found: set[str] = set()
+    for path in files:
+        data: Any = None
+        if path.suffix in (".yml", ".yaml"):
+            try:
+                data = yaml.load(path.read_text(), Loader=InventoryYamlLoader)  # noqa: S506
+            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                continue
+            if not isinstance(data, dict) or "plugin" in data:
+                data = None
+            elif not any(isinstance(v, dict) for v in data.values()):
+                continue  # a YAML file of variables (vault.example.yml), not an inventory
+        if data is None:
+            # Ansible warns about a source it cannot parse, and it names no host.
+            for host in _ansible_hosts(str(path), None):
+                found.add(host.name)
+                if host.vars.get("ansible_host"):
+                    found.add(str(host.vars["ansible_host"]))
+            continue
+        _walk_identities(data, found)
+    return found
+
+
+def _walk_identities(node: Any, found: set[str]) -> None:
+    if not isinstance(node, dict):
+        return
+    for group in node.values():
+        if not isinstance(group, dict):
+            continue
+        hosts = group.get("hosts")
+        if isinstance(hosts, dict):
+            for host, variables in hosts.items():
+                found.add(str(host))
+                if isinstance(variables, dict) and variables.get("ansible_host"):
+                    found.add(str(variables["ansible_host"]))
+        _walk_identities(group.get("children"), found)
+
+
 def host_groups(inventory: str, limit: str | None) -> set[str]:
     """The inventory groups of the hosts a limit selects (freezes apply by group)."""
     groups: set[str] = set()

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from runner.core.errors import UserError
-from runner.core.inventory import is_host_list
+from runner.core.inventory import host_identities, is_host_list
 from runner.core.paths import repo_root
 
 DEFAULT_FILE = "environments.yml"
@@ -111,8 +111,15 @@ def environment_of(inventory: str, environments: list[Environment]) -> Environme
     """The environment an inventory belongs to, if one declares it; a protected one first.
     A directory also belongs to every environment whose inventory it contains, by path or
     through a link (`-i inventories` reads production too). A host list ("web1,web2,")
-    names no inventory file and belongs to none."""
+    belongs to the protected environment one of whose hosts it names, by name or address:
+    `-i 203.0.113.21,` reaches production's app1 as surely as its inventory does."""
     if is_host_list(inventory):
+        named = {item.strip() for item in inventory.split(",") if item.strip()}
+        for environment in environments:
+            if environment.protected and any(
+                named & host_identities(path) for path in environment.inventories
+            ):
+                return environment
         return None
     path = Path(inventory).resolve()
     sources = [path]

@@ -384,7 +384,7 @@ def test_the_command_refuses_a_missing_key_and_a_change_for_an_unprotected_inven
     assert nokey.returncode == 5
     assert "signing key" in nokey.stderr and "does not exist" in nokey.stderr
     lab = techops(
-        "change", "request", "site", "-i", "app1,", "--reason", "r", "--ticket", "t",
+        "change", "request", "site", "-i", "web9,", "--reason", "r", "--ticket", "t",
         "--ledger", url,
     )  # fmt: skip
     assert lab.returncode == 5 and "is in no protected environment" in lab.stderr

@@ -176,9 +176,14 @@ def test_the_command_refuses_without_a_ticket_and_records_it(protected, tmp_path
     decisions = list(Ledger.open(ledger).entries(kinds=[protect.CHANGE_DECISION]))
     assert [d.body["action"] for d in decisions] == ["refuse"]
     # An override only means something where there is a gate.
-    plain = techops("run", "site", "-i", "app1,", "--override-reason", "now", "--ledger", ledger)
+    plain = techops("run", "site", "-i", "web9,", "--override-reason", "now", "--ledger", ledger)
     assert plain.returncode == 5
     assert "is in no protected environment" in plain.stderr
+    # A host list naming a protected host, by name or address, is that environment.
+    listed = techops("run", "site", "-i", "192.0.2.10,", "--reason", "x", "--ledger", ledger)
+    assert listed.returncode == 5 and "protected environment 'prod' needs --ticket" in (
+        listed.stderr
+    )
 
 
 @pytest.mark.parametrize(
@@ -218,6 +223,10 @@ def test_the_shipped_file_protects_production_and_staging_only():
     lab = environment_of(str(REPO / "inventories/lab/hosts.yml"), list(declared.values()))
     assert lab is not None and not lab.protected
     assert environment_of("app1,app2,", list(declared.values())) is None
+    # A host list that names a production host, by name or address, is production.
+    for named in ("203.0.113.21,", "web9, app2.prod.example.com"):
+        found = environment_of(named, list(declared.values()))
+        assert found is not None and found.name == "production", named
 
 
 def test_a_run_whose_hosts_cannot_be_told_is_refused_unless_overridden(schedules):
