@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from runner.ledger.store import Ledger
 from tests.helpers import REPO, techops
 
 from .conftest import LAB, ansible_output
@@ -190,6 +191,74 @@ def test_a_backup_then_a_drill_feed_the_compliance_and_access_reports(lab_invent
     exemption = access["automation_exemptions"]["bastion1"]
     assert exemption["user"] == "ansible"
     assert exemption["addresses"]
+
+
+def test_the_scheduler_fires_patching_and_the_drill_through_the_gate(lab_inventory, tmp_path):
+    """Scheduled patching and DR drills end to end, as the shipped jobs (patch-weekly,
+    drill-monthly) on the lab: the scheduler fires both through the gate, each run is
+    recorded as its job's, with its evidence, and the compliance report reads them. The
+    lab holds an archive of app1 by now (the backup test above made one)."""
+    shipped = yaml.safe_load((REPO / "schedules.yml").read_text())
+    jobs = {job["name"]: job for job in shipped["jobs"]}
+    like = {
+        name: {
+            "name": f"{name}-lab",
+            "playbook": jobs[name]["playbook"],
+            "inventory": str(lab_inventory),
+            "limit": "app1" if name == "patch-weekly" else jobs[name]["limit"],
+            "cron": "* * * * *",
+            "window": "always",
+            "misfire_grace": "10m",
+            "max_runtime": "30m",
+        }
+        for name in ("patch-weekly", "drill-monthly")
+    }
+    schedules = tmp_path / "schedules.yml"
+    schedules.write_text(
+        yaml.safe_dump(
+            {
+                "timezone": "UTC",
+                "windows": [
+                    {"name": "always", "groups": ["all"], "cron": "* * * * *", "duration": "2h"}
+                ],
+                "compliance": shipped["compliance"],
+                "jobs": list(like.values()),
+            }
+        )
+    )
+    env = {
+        "TECHOPS_SCHEDULES": str(schedules),
+        "TECHOPS_LEDGER": f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
+    }
+    fired = techops("scheduler", "--once", env=env)
+    assert fired.returncode == 0, fired.stdout[-3000:] + fired.stderr[-3000:]
+    assert "firing patch-weekly-lab" in fired.stdout and "firing drill-monthly-lab" in fired.stdout
+    made = [e.body for e in Ledger.open(env["TECHOPS_LEDGER"]).entries(kinds=["schedule.decision"])]
+    assert sorted((d["job"], d["action"]) for d in made) == [
+        ("drill-monthly-lab", "fire"),
+        ("patch-weekly-lab", "fire"),
+    ], made
+    runs = {r["who"]: r for r in json.loads(techops("runs", "--json", env=env, check=True).stdout)}
+    patch, drill = runs["schedule:patch-weekly-lab"], runs["schedule:drill-monthly-lab"]
+    assert patch["status"] == "successful", patch
+    assert drill["status"] == "successful", drill
+    assert {d["run_id"] for d in made} == {patch["run_id"], drill["run_id"]}
+    # The evidence each role published: app1 patched inside the window (the play's own
+    # gate read the same schedules file as the scheduler), the drill passed with its RTO.
+    patched = patch["end"]["evidence"]["app1"]["patch"]
+    assert patched["status"] == "ok", patched
+    assert patched["security_pending_after"] == 0, patched
+    drilled = drill["end"]["evidence"]["standby1"]["drill"]
+    assert drilled["passed"] is True and drilled["rto_s"] is not None, drilled
+    report = json.loads(
+        techops(
+            "report", "compliance", "-i", str(lab_inventory), "--format", "json", env=env,
+            check=True,
+        ).stdout
+    )  # fmt: skip
+    app1 = next(h for h in report["hosts"] if h["host"] == "app1")
+    assert app1["last_patch"] is not None and app1["patch_status"] == "ok", app1
+    assert app1["drill_status"] == "ok" and app1["drill_passed"] is True, app1
 
 
 @pytest.mark.parametrize(("group", "host"), [("bastion", "bastion1"), ("app", "app1")])
