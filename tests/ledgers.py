@@ -17,6 +17,7 @@ def add_run(
     playbook="site.yml",
     check=False,
     failed_tasks=(),
+    unwrapped=False,
 ):
     ledger.append(
         "run.started",
@@ -30,6 +31,7 @@ def add_run(
             "versions": {},
             "check": check,
             "controller": {"host": "ctl"},
+            "unwrapped": unwrapped,
         },
     )
     ledger.append(

@@ -42,6 +42,7 @@ import yaml
 from runner.core.errors import UserError
 from runner.core.inventory import inventory_files
 from runner.core.paths import CALLBACK_PLUGINS, repo_root, state_dir
+from runner.execution.request import NODE_MARKER, RUN_MARKER
 
 # What a job needs of the repository on the node; never the virtualenv, git or state.
 PROJECT_PARTS = (
@@ -196,7 +197,14 @@ def transmit_kwargs(request: Any, staging: Path, playbook: str, inventory: str) 
     kwargs.update(private_data_dir=str(staging), playbook=playbook)
     # The node's ansible-runner runs in the staged project, and its own callback directory
     # hides ansible.cfg's callback_plugins as it does here: name ours relative to the project.
-    kwargs["envvars"] = {"ANSIBLE_CALLBACK_PLUGINS": CALLBACK_PLUGINS}
+    # The markers keep the ledger callback there quiet: this controller records the run
+    # from the returned events, and the node can neither read nor should reach its ledger
+    # (whose URL is never sent).
+    kwargs["envvars"] = {
+        "ANSIBLE_CALLBACK_PLUGINS": CALLBACK_PLUGINS,
+        RUN_MARKER: request.run_id,
+        NODE_MARKER: getattr(request.node, "name", None) or "node",
+    }
     return kwargs
 
 

@@ -31,6 +31,17 @@ RC_HOST_UNREACHABLE = 4
 RC_INTERRUPTED = 99
 RC_TIMEOUT = 124  # as timeout(1): the run was cancelled for exceeding its maximum run time
 
+# What a run started by techops tells the ledger callback in ansible-playbook
+# (techops.ops.techops_ledger), which records runs started outside techops: this
+# variable names the run, so that it is recorded once, by techops. The callback takes it
+# only when the ledger holds that run open and the process that opened it is an ancestor
+# of ansible-playbook (runner.scheduling.unwrapped).
+RUN_MARKER = "TECHOPS_RUN_ID"
+# On an execution node the run is recorded by the controller, whose ledger the node
+# cannot read: this variable, set with RUN_MARKER in the job (runner.execution.remote),
+# keeps the node's callback quiet.
+NODE_MARKER = "TECHOPS_RUN_NODE"
+
 
 class Target(Protocol):
     """What to run, as the command line or a job of schedules.yml names it."""
@@ -66,6 +77,10 @@ class RunRequest:
     fast: bool = False  # mitogen's strategy: far fewer round trips per task
     vault: Vault = field(default_factory=Vault)
     run_id: str = field(default_factory=lambda: new_run_id())
+    # The ledger recording this run, set by its recorder when the run starts: the ledger
+    # callback in ansible-playbook looks for the run there (`--ledger` may name another
+    # than TECHOPS_LEDGER, which the callback would read otherwise).
+    ledger_url: str | None = None
 
     @classmethod
     def resolve(cls, target: Target, **fields: Any) -> RunRequest:
@@ -127,6 +142,10 @@ class RunRequest:
             # ansible.cfg: there it would break ansible-lint and any plain run before
             # `techops lab up` has written the default inventory.)
             "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true",
+            # This run is recorded by techops: the ledger callback, which records runs
+            # started with plain ansible-playbook, must not record it a second time.
+            RUN_MARKER: self.run_id,
+            **({"TECHOPS_LEDGER": self.ledger_url} if self.ledger_url else {}),
         }
 
     def runner_kwargs(self) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -100,16 +101,31 @@ def probe(
     loaded = vault_secrets(loader, vault_ids, prompted)
     manager = InventoryManager(loader=loader, sources=[inventory])
     variables = VariableManager(loader=loader, inventory=manager)
-    found: set[str] = set()
-    for host in manager.get_hosts("all"):
-        found |= secrets_in(variables.get_vars(host=host, include_hostvars=False))
-    for path in inventory_files(inventory)[1]:
-        if _encrypted_whole(path):
-            found |= leaves(loader.load_from_file(str(path)))
+    found = inventory_values(loader, manager, variables, [inventory])
     passwords = [
         (label, secret.bytes.decode("utf-8", "surrogateescape")) for label, secret in loaded
     ]
     return found, passwords
+
+
+def inventory_values(
+    loader: DataLoader,
+    manager: InventoryManager,
+    variables: VariableManager,
+    sources: Iterable[str],
+) -> set[str]:
+    """The secret values of an inventory Ansible has loaded, with the vault secrets it
+    holds: here in a process of its own, and in ansible-playbook itself for a run started
+    without techops (the ledger callback, runner.scheduling.unwrapped). Every host counts,
+    whatever the limit: a play can print another host's variables."""
+    found: set[str] = set()
+    for host in manager.get_hosts("all", ignore_limits=True, ignore_restrictions=True):
+        found |= secrets_in(variables.get_vars(host=host, include_hostvars=False))
+    for source in sources:
+        for path in inventory_files(source)[1]:
+            if _encrypted_whole(path):
+                found |= leaves(loader.load_from_file(str(path)))
+    return found
 
 
 def _encrypted_whole(path: Path) -> bool:

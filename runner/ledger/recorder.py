@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 import yaml
 
 from runner.core.identity import real_user
@@ -109,7 +110,7 @@ def who(schedule: str | None) -> dict[str, Any]:
     return real_user()
 
 
-def _process_start(pid: int) -> str | None:
+def process_start(pid: int) -> str | None:
     """The kernel's start time of a process: with the pid it names one process for sure."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
@@ -156,8 +157,12 @@ class Recorder:
         ticket: str | None = None,
         schedule: str | None = None,
         hosts: list[str] | None = None,
+        unwrapped: str | None = None,
     ) -> None:
         self.ledger = ledger
+        # How a run techops did not start was started (runner.scheduling.unwrapped): the
+        # ledger callback records plain ansible-playbook runs through this recorder.
+        self.unwrapped = unwrapped
         self.reason = reason
         self.ticket = ticket
         self.schedule = schedule
@@ -179,6 +184,9 @@ class Recorder:
     # Observer ---------------------------------------------------------------------
     def on_start(self, request: RunRequest) -> None:
         self.request = request
+        # Where this run is recorded, for the ledger callback in its ansible-playbook: it
+        # finds the run open there and does not record it again.
+        request.ledger_url = absolute_url(self.ledger.url)
         if not self.redactor_given:
             self.redactor = Redactor.for_run(request.extravars)
         root = repo_root()
@@ -188,7 +196,7 @@ class Recorder:
             "controller": {
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
-                "pid_start": _process_start(os.getpid()),
+                "pid_start": process_start(os.getpid()),
             },
             "playbook": _relative(request.playbook, root),
             "inventory": {
@@ -210,7 +218,11 @@ class Recorder:
             "versions": versions(root),
             "hosts": self.hosts,
             "node": getattr(request.node, "name", None),
+            # Started outside techops (plain ansible-playbook), and so outside its gate.
+            "unwrapped": self.unwrapped is not None,
         }
+        if self.unwrapped is not None:
+            body["unwrapped_detail"] = self.redactor.text(self.unwrapped)
         self.ledger.append("run.started", request.run_id, body)
         self.started = True
 
@@ -347,6 +359,25 @@ class Recorder:
             self.redactor.tree(result.artifacts.parent.parent)
 
 
+def absolute_url(url: str) -> str:
+    """The ledger's URL as another process, in another working directory, opens the same
+    ledger with: a relative SQLite path made absolute (ansible-playbook runs in the
+    project directory, techops wherever it was started)."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return url
+    database = parsed.database or ""
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or database in ("", ":memory:")
+        or database.startswith("file:")
+        or Path(database).is_absolute()
+    ):
+        return url
+    return parsed.set(database=str(Path(database).resolve())).render_as_string(hide_password=False)
+
+
 def _relative(path: Path, root: Path) -> str:
     try:
         return str(path.resolve().relative_to(root))
@@ -374,7 +405,7 @@ def reap_interrupted(ledger: Ledger) -> list[str]:
         if controller.get("host") != here:
             continue
         pid = controller.get("pid")
-        alive = isinstance(pid, int) and _process_start(pid) == controller.get("pid_start")
+        alive = isinstance(pid, int) and process_start(pid) == controller.get("pid_start")
         if alive:
             continue
         body = {

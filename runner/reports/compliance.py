@@ -23,7 +23,7 @@ from runner.core.errors import UserError
 from runner.core.paths import repo_root
 from runner.ledger.evidence import Reading, moment
 from runner.ledger.store import Ledger
-from runner.reports.model import RUN_WIDE, RunView, load_runs, verification
+from runner.reports.model import CHANGE_DECISION, RUN_WIDE, RunView, load_runs, verification
 from runner.reports.render import html, markdown, to_csv, to_json
 
 # A host whose run ended with one of these outcomes went through the run's plays.
@@ -193,6 +193,7 @@ class _Host:
     backup: _Record | None = None  # the latest reading of the repository
     drill: _Record | None = None  # the latest drill of this system
     failed_runs: list[str] = field(default_factory=list)
+    unwrapped_runs: list[str] = field(default_factory=list)  # started outside techops
     notes: list[str] = field(default_factory=list)
 
 
@@ -226,6 +227,11 @@ def _collect(
         in_period = since is None or run.start_time >= since
         locked = run.started.body.get("hosts")
         locked = [h for h in locked if isinstance(h, str)] if isinstance(locked, list) else []
+        if run.unwrapped and in_period:
+            # Started with plain ansible-playbook, outside techops' gate: counted against
+            # every host it touched or may touch, finished or not.
+            for name in sorted({*locked, *run.hosts}):
+                host(name).unwrapped_runs.append(run.run_id)
         if run.end is None:
             for name in locked:  # still running: it touches them, nothing is known yet
                 host(name).touched = True
@@ -339,6 +345,12 @@ def _row(entry: _Host, thresholds: Thresholds, now: datetime) -> dict[str, Any]:
     row.update(_backup(entry, thresholds.backup, now, flags, unknown))
     row.update(_drill(entry, thresholds.drill, now, flags, unknown))
     row["failed_runs"] = entry.failed_runs
+    row["unwrapped_runs"] = entry.unwrapped_runs
+    if entry.unwrapped_runs:
+        flags.append(
+            f"{len(entry.unwrapped_runs)} run(s) started outside techops, with plain "
+            f"ansible-playbook: {' '.join(entry.unwrapped_runs)}"
+        )
     row["flags"] = flags
     row["unknown"] = unknown
     return row
@@ -539,6 +551,20 @@ def compliance(
     now = now or datetime.now(UTC)
     runs = sorted(load_runs(ledger).values(), key=lambda r: r.start_time)
     hosts = _collect(runs, since, inventory)
+    unwrapped = {
+        "runs": [
+            r.run_id for r in runs if r.unwrapped and (since is None or r.start_time >= since)
+        ],
+        # Plain ansible-playbook runs the ledger callback stopped before their first task
+        # (a protected inventory): they changed nothing, and are counted apart.
+        "refused": [
+            e.run_id
+            for e in ledger.entries(kinds=[CHANGE_DECISION])
+            if e.body.get("unwrapped") is True
+            and e.body.get("action") == "refuse"
+            and (since is None or e.created >= since)
+        ],
+    }
     rows = [_row(hosts[name], thresholds, now) for name in sorted(hosts)]
     until = _when(now)
     if since:
@@ -554,6 +580,11 @@ def compliance(
         "thresholds_text": {c: getattr(thresholds, c).text() for c in CHECKS},
         "hosts": rows,
         "flagged": sum(1 for row in rows if row["flags"]),
+        "unwrapped": {
+            **unwrapped,
+            "count": len(unwrapped["runs"]),
+            "refused_count": len(unwrapped["refused"]),
+        },
         "ledger": verification(ledger.verify()),
     }
 
@@ -578,6 +609,7 @@ COMPLIANCE_COLUMNS = (
     "drill_rpo_target_s",
     "drill_passed",
     "failed_runs",
+    "unwrapped_runs",
     "in_inventory",
     "flags",
 )
@@ -607,7 +639,7 @@ def cells(row: dict[str, Any]) -> dict[str, Any]:
         value = row[column]
         if column in row["unknown"]:
             shown[column] = "unknown"
-        elif column == "failed_runs":
+        elif column in ("failed_runs", "unwrapped_runs"):
             shown[column] = " ".join(value)
         elif column == "flags":
             shown[column] = "; ".join(value)

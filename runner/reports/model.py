@@ -43,6 +43,12 @@ class RunView:
         return self.started.body.get("playbook", "")
 
     @property
+    def unwrapped(self) -> bool:
+        """Started with plain ansible-playbook, outside techops (recorded by the ledger
+        callback); runs recorded before the field existed went through techops."""
+        return self.started.body.get("unwrapped") is True
+
+    @property
     def hosts(self) -> dict[str, dict[str, Any]]:
         return (self.end.body.get("hosts") if self.end else None) or {}
 
@@ -78,6 +84,7 @@ class RunView:
             "started": self.start_time,
             "finished": self.end_time,
             "who": self.who,
+            "unwrapped": self.unwrapped,
             "start": self.started.body,
             "end": self.end.body if self.end else None,
             "decision": self.decision.body if self.decision else None,

@@ -6,7 +6,7 @@ from runner.reports.model import RunView
 
 
 def runs_table(runs: list[RunView]) -> str:
-    rows = [("RUN", "STATUS", "STARTED (UTC)", "PLAYBOOK", "HOSTS", "WHO")]
+    rows = [("RUN", "STATUS", "STARTED (UTC)", "PLAYBOOK", "HOSTS", "WHO", "VIA")]
     for run in runs:
         rows.append(
             (
@@ -16,6 +16,8 @@ def runs_table(runs: list[RunView]) -> str:
                 run.playbook,
                 str(len(run.hosts) or len(run.started.body.get("hosts") or [])),
                 run.who,
+                # A run outside techops passed no gate: the table says so on its line.
+                "ansible-playbook (unwrapped)" if run.unwrapped else "techops",
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

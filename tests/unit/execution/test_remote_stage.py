@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import shutil
 
-from runner.execution.remote import stage, transmit_kwargs
-from runner.execution.request import RunRequest
+from runner.execution.remote import Node, stage, transmit_kwargs
+from runner.execution.request import NODE_MARKER, RUN_MARKER, RunRequest
 from tests.helpers import REPO
 
 
@@ -53,5 +53,15 @@ def test_a_staged_inventory_is_the_jobs_own_inventory_directory(tmp_path):
         assert kwargs["suppress_env_files"] is True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    # The node's ledger callback stays quiet (this controller records the run), and the
+    # node never learns where the ledger is.
+    request.node = Node(name="dc2", ssh="ansible@node.invalid")
+    request.ledger_url = "postgresql://techops:CANARY-pw@db.invalid/techops"
+    envvars = transmit_kwargs(request, staging, playbook, node_inventory)["envvars"]
+    assert envvars == {
+        "ANSIBLE_CALLBACK_PLUGINS": "plugins/callback",
+        RUN_MARKER: request.run_id,
+        NODE_MARKER: "dc2",
+    }
     hosts = RunRequest(playbook=REPO / "playbooks" / "site.yml", inventory="app1,app2,")
     assert transmit_kwargs(hosts, staging, playbook, "app1,app2,")["inventory"] == "app1\napp2\n"

@@ -7,7 +7,7 @@ import pytest
 
 from runner.core.errors import UserError
 from runner.core.inventory import resolve_inventory
-from runner.execution.request import RunRequest, new_run_id, resolve_playbook
+from runner.execution.request import RUN_MARKER, RunRequest, new_run_id, resolve_playbook
 
 
 def test_playbook_found_by_name(repo_root):
@@ -57,6 +57,18 @@ def test_runner_arguments_are_built_in_one_place(repo_root):
     assert kwargs["envvars"]["PATH"].split(":")[0] == str(Path(__import__("sys").executable).parent)
     assert kwargs["private_data_dir"].endswith(request.run_id)
     assert kwargs["suppress_env_files"] is True
+
+
+def test_ansible_playbook_is_told_which_run_techops_records(repo_root):
+    """The ledger callback in ansible-playbook must not record a run of techops again: the
+    marker names the run, and the ledger its recorder writes to (set when it starts)."""
+    request = RunRequest(playbook=repo_root / "playbooks/site.yml", inventory="h1,")
+    assert request.ansible_env()[RUN_MARKER] == request.run_id
+    assert "TECHOPS_LEDGER" not in request.ansible_env()
+    request.ledger_url = "sqlite:////srv/techops/ledger.sqlite3"
+    envvars = request.runner_kwargs()["envvars"]
+    assert envvars[RUN_MARKER] == request.run_id
+    assert envvars["TECHOPS_LEDGER"] == "sqlite:////srv/techops/ledger.sqlite3"
 
 
 def test_run_ids_sort_by_time_and_do_not_collide():

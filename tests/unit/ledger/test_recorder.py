@@ -53,6 +53,25 @@ def test_a_run_is_a_started_and_a_finished_entry(ledger, recorded_events, tmp_pa
     assert ledger.verify().ok
 
 
+def test_a_run_tells_ansible_playbook_where_it_is_recorded(ledger, tmp_path, monkeypatch):
+    """So that the ledger callback finds the run open there and does not record it again;
+    a run through techops is not marked unwrapped."""
+    request = RunRequest(playbook=Path("site.yml"), inventory="h1,")
+    Recorder(ledger).on_start(request)
+    assert request.ledger_url == recorder_mod.absolute_url(ledger.url)
+    assert next(ledger.entries()).body["unwrapped"] is False
+    # ansible-playbook runs in the project directory: a relative SQLite path is made whole.
+    monkeypatch.chdir(tmp_path)
+    assert recorder_mod.absolute_url("sqlite:///l.sqlite3") == f"sqlite:///{tmp_path}/l.sqlite3"
+    for unchanged in (
+        "sqlite:////srv/l.sqlite3",
+        "sqlite:///:memory:",
+        "postgresql://techops:secret@db/techops",
+        "not a url",
+    ):
+        assert recorder_mod.absolute_url(unchanged) == unchanged
+
+
 def test_per_host_outcomes_failures_changes_and_evidence(ledger, recorded_events, tmp_path):
     record(ledger, recorded_events, tmp_path)
     finished = next(ledger.entries(kinds=["run.finished"])).body

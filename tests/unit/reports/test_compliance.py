@@ -225,6 +225,52 @@ def test_breaches_are_flagged_in_every_format(ledger):
     assert "- `app1`: latest archive" in md and "over the limit of 26 h" in md
 
 
+def test_runs_outside_techops_are_counted_in_every_format(ledger):
+    """Runs started with plain ansible-playbook (recorded by the ledger callback) are
+    counted per host and for the period, and those it refused apart, in every format."""
+    add_run(ledger, "r1", {"app1": "ok"})
+    add_run(ledger, "r2", {"app1": "changed", "app2": "ok"}, unwrapped=True)
+    add_run(ledger, "r3", {"app2": "ok"}, unwrapped=True, check=True)
+    ledger.append(
+        "change.decision",
+        "r4",
+        {"run_id": "r4", "action": "refuse", "unwrapped": True, "environment": "production"},
+    )
+    ledger.append("change.decision", "r5", {"run_id": "r5", "action": "refuse"})  # techops'
+    data = json.loads(compliance_report(ledger, None, "json", inventory=INVENTORY))
+    assert data["unwrapped"] == {
+        "runs": ["r2", "r3"],
+        "count": 2,
+        "refused": ["r4"],
+        "refused_count": 1,
+    }
+    hosts = {h["host"]: h for h in data["hosts"]}
+    assert hosts["app1"]["unwrapped_runs"] == ["r2"]
+    assert hosts["app2"]["unwrapped_runs"] == ["r2", "r3"]
+    assert hosts["bastion1"]["unwrapped_runs"] == []
+    assert (
+        "2 run(s) started outside techops, with plain ansible-playbook: r2 r3"
+        in (hosts["app2"]["flags"])
+    )
+    table = {
+        r["host"]: r
+        for r in csv.DictReader(
+            io.StringIO(compliance_report(ledger, None, "csv", inventory=INVENTORY))
+        )
+    }
+    assert table["app2"]["unwrapped_runs"] == "r2 r3"
+    assert table["bastion1"]["unwrapped_runs"] == ""
+    md = compliance_report(ledger, None, "md", inventory=INVENTORY)
+    assert "at any time: 2 recorded (r2, r3), 1 refused before their first task" in md
+    assert "| Unwrapped runs |" in md and "| r2 r3 |" in md
+    html = compliance_report(ledger, None, "html", inventory=INVENTORY)
+    assert "<strong>2 recorded</strong>" in html and "1 refused before their first task" in html
+    assert '<td class="mono">r2 r3</td>' in html
+    # A period counts only the runs and refusals it holds.
+    later = compliance(ledger, "9999-01-01", inventory=INVENTORY)
+    assert later["unwrapped"]["count"] == later["unwrapped"]["refused_count"] == 0
+
+
 def test_the_title_names_the_period(ledger):
     add_run(ledger, "r1", {"app1": "ok"})
     now = datetime(2026, 12, 3, 11, 40, 12, tzinfo=UTC)

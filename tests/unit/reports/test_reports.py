@@ -14,6 +14,7 @@ from runner.reports.compliance import compliance, compliance_report
 from runner.reports.drill import drill, drill_report
 from runner.reports.model import load_runs
 from runner.reports.run import run_report
+from runner.reports.runs import runs_table
 from tests.ledgers import add_drill, add_run, forge
 
 
@@ -146,6 +147,23 @@ def test_run_report_formats(ledger):
     assert "# Run 20261122T000000Z-aaaaaa: successful" in run_report(
         ledger, "20261122T000000Z-aaaaaa", "md"
     )
+
+
+def test_a_run_outside_techops_says_so_in_the_list_and_its_report(ledger):
+    add_run(ledger, "20261122T000000Z-aaaaaa", {"app1": "ok"})
+    add_run(ledger, "20261122T000000Z-bbbbbb", {"app1": "ok"}, unwrapped=True)
+    runs = load_runs(ledger)
+    assert not runs["20261122T000000Z-aaaaaa"].unwrapped
+    assert runs["20261122T000000Z-bbbbbb"].as_dict()["unwrapped"] is True
+    table = runs_table(list(runs.values())).splitlines()
+    assert table[0].split()[-1] == "VIA"
+    assert table[1].endswith("techops") and table[2].endswith("ansible-playbook (unwrapped)")
+    html = run_report(ledger, "20261122T000000Z-bbbbbb", "html")
+    assert "<strong>plain ansible-playbook, outside techops (unwrapped)</strong>" in html
+    assert "<dt>Started with</dt><dd>techops</dd>" in run_report(
+        ledger, "20261122T000000Z-aaaaaa", "html"
+    )
+    assert "| Started with | techops |" in run_report(ledger, "20261122T000000Z-aaaaaa", "md")
 
 
 def test_unknown_and_ambiguous_run_ids(ledger):
