@@ -5,8 +5,10 @@ their notifications; and two playbooks on one host at once, the second refused."
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -308,3 +310,46 @@ def test_a_signed_change_runs_only_as_approved_and_the_report_names_both_people(
     assert verified.returncode == 0, verified.stdout
     assert "every signature holds" in verified.stdout
     assert techops("audit", "verify", env=env).returncode == 0
+
+
+def test_plain_ansible_playbook_is_recorded_and_stopped_on_the_protected_lab(
+    protected_lab, lab_inventory, tmp_path
+):
+    """ansible-playbook with the repository's ansible.cfg, outside techops: on the lab it
+    runs and is recorded as unwrapped; on the protected copy of the lab it is stopped
+    before its first task, and the refusal is on the record."""
+    inventory, env, _ = protected_lab
+    ledger = tmp_path / "ledger.sqlite3"
+    plain = {
+        **os.environ,
+        **env,
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "TECHOPS_LEDGER": f"sqlite:///{ledger}",
+    }
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), PROBE, "-l", "app1"]
+    ran = subprocess.run(
+        [*command, "-i", str(lab_inventory)],
+        cwd=REPO,
+        env=plain,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    stopped = subprocess.run(
+        [*command, "-i", str(inventory)],
+        cwd=REPO,
+        env=plain,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert stopped.returncode == 3, stopped.stdout[-2000:] + stopped.stderr[-2000:]
+    assert "TASK [" not in stopped.stdout and "PLAY RECAP" not in stopped.stdout
+    book = Ledger.open(f"sqlite:///{ledger}")
+    [started] = [e.body for e in book.entries(kinds=["run.started"])]
+    assert started["unwrapped"] is True and started["hosts"] == ["app1"]
+    [refused] = [e.body for e in book.entries(kinds=["change.decision"])]
+    assert refused["action"] == "refuse" and refused["environment"] == "prodlike"
+    runs = json.loads(techops("runs", "--json", "--ledger", f"sqlite:///{ledger}").stdout)
+    assert [r["status"] for r in runs] == ["successful"]
