@@ -167,7 +167,9 @@ def inventory_secrets(inventory: str, vault: Vault, env: dict[str, str]) -> Open
             capture_output=True,
             text=True,
             cwd=repo_root(),
-            env={**os.environ, **env},
+            # No fact cache: the probe reads what the inventory declares, not what hosts
+            # reported (see inventory_values).
+            env={**os.environ, **env, "ANSIBLE_CACHE_PLUGIN": "memory"},
             timeout=PROBE_TIMEOUT_S,
             check=False,
         )

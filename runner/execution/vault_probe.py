@@ -120,7 +120,12 @@ def inventory_values(
     whatever the limit: a play can print another host's variables."""
     found: set[str] = set()
     for host in manager.get_hosts("all", ignore_limits=True, ignore_restrictions=True):
-        found |= secrets_in(variables.get_vars(host=host, include_hostvars=False))
+        declared = variables.get_vars(host=host, include_hostvars=False)
+        # Cached facts are what hosts reported, not what the inventory declares: their keys
+        # are data (a service named systemd-ask-password-console.service), and taking the
+        # values beneath such a key for secrets would redact "systemd" from every record.
+        declared.pop("ansible_facts", None)
+        found |= secrets_in(declared)
     for source in sources:
         for path in inventory_files(source)[1]:
             if _encrypted_whole(path):

@@ -3,6 +3,7 @@ with real ansible-vault encryption)."""
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import stat
@@ -65,6 +66,36 @@ def test_the_inventory_secrets_are_read_from_every_source_with_the_vault(vaulted
     # A vaulted file is secret as a whole; a plain value under a plain name is not.
     assert "8443" in found
     assert values["plain"] not in found
+
+
+def test_cached_facts_are_not_taken_for_inventory_secrets(vaulted, tmp_path_factory):
+    """A fact cache holds what hosts reported: a service whose name says "password" is not
+    a secret, and its values ("systemd", "stopped") must not be redacted from every run."""
+    root, _, values = vaulted
+    cache = tmp_path_factory.mktemp("facts")
+    # As Ansible's jsonfile cache writes them (a schema prefix, the facts as a payload).
+    facts = {
+        "services": {
+            "systemd-ask-password-console.service": {
+                "name": "systemd-ask-password-console.service",
+                "source": "systemd",
+                "state": "stopped",
+            }
+        }
+    }
+    for host in ("web1", "web2", "db1", "app1"):
+        (cache / f"s1_{host}").write_text(json.dumps({"__payload__": json.dumps(facts)}))
+    (root / "ansible.cfg").write_text(
+        f"[defaults]\nfact_caching = jsonfile\nfact_caching_connection = {cache}\n"
+        "fact_caching_timeout = 0\n"
+    )
+    found = inventory_secrets(
+        str(root / "hosts.ini"),
+        Vault(ids=(str(root / "pass"),)),
+        {"ANSIBLE_CONFIG": str(root / "ansible.cfg")},
+    ).values
+    assert values["inline"] in found
+    assert not {"systemd", "stopped"} & found
 
 
 def test_a_typed_password_opens_the_vault_too(vaulted):
