@@ -6,14 +6,25 @@ import os
 import sys
 
 from runner import __version__
-from runner.cli import audit, change, lab, report, run, runs, schedule, scheduler
+from runner.cli import (
+    alerts,
+    audit,
+    change,
+    incident,
+    lab,
+    report,
+    run,
+    runs,
+    schedule,
+    scheduler,
+)
 from runner.cli.common import Parser, command
 from runner.core.errors import UserError
 
 # One module per command, in the order `techops --help` lists them. Each says what it is
 # (COMMAND, and its docstring for its --help), adds its own arguments (arguments), and
 # checks and runs them (handle).
-COMMANDS = (run, change, lab, runs, report, audit, schedule, scheduler)
+COMMANDS = (run, change, lab, runs, report, audit, schedule, scheduler, alerts, incident)
 
 
 def build_parser() -> Parser:

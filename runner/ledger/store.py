@@ -157,6 +157,19 @@ class RunAlreadyEnded(UserError):
         self.seq = seq
 
 
+class AlreadyRecorded(UserError):
+    """An append made on condition that its run id had no entry of some kinds found one:
+    nothing was written. What a repeated notification or a second acknowledgement meets."""
+
+    def __init__(self, run_id: str, seq: int, kind: str) -> None:
+        super().__init__(
+            f"{run_id} already has a {kind!r} entry (ledger entry {seq}): nothing was written"
+        )
+        self.run_id = run_id
+        self.seq = seq
+        self.kind = kind
+
+
 class _Seals:
     """What the chain says of stored events, gathered while `verify` walks it: the entry
     that ended each run and the seal it carries, and the runs a tombstone pruned.
@@ -349,6 +362,7 @@ class Ledger:
         *,
         drop_events_of: Iterable[str] = (),
         seal_stored_events: bool = False,
+        unless: Iterable[str] = (),
     ) -> Entry:
         """Append one entry in one transaction, with its run's event rows if given, and
         removing the stored events of the runs in `drop_events_of` (a prune's tombstone and
@@ -357,14 +371,30 @@ class Ledger:
         A terminal entry (TERMINAL_KINDS) for a run that already has one is refused with
         RunAlreadyEnded, checked under the append's lock so two writers cannot both end a
         run. With `seal_stored_events`, a terminal entry seals the run's events as stored
-        at this moment, digested in the same transaction so no row can slip in between."""
+        at this moment, digested in the same transaction so no row can slip in between.
+
+        With `unless`, the entry is written only if its run id has no entry of those kinds
+        yet, else AlreadyRecorded names the one found: checked under the append's lock, so
+        that two writers (two threads, two receivers sharing a PostgreSQL ledger) cannot
+        both record the same fact."""
         if kind not in TERMINAL_KINDS and ("events" in body or seal_stored_events):
             raise ValueError(f"a {kind} entry cannot seal events: only a run's terminal entry does")
         drop = sorted(drop_events_of)
+        refused_if = sorted(set(unless))
 
         def work() -> Entry:
             with self._writing() as conn:
                 self._lock(conn)
+                if refused_if:
+                    found = conn.execute(
+                        sa.select(entries.c.seq, entries.c.kind)
+                        .where(entries.c.run_id == run_id)
+                        .where(entries.c.kind.in_(refused_if))
+                        .order_by(entries.c.seq)
+                        .limit(1)
+                    ).first()
+                    if found:
+                        raise AlreadyRecorded(run_id, found.seq, found.kind)
                 sealed = body
                 if kind in TERMINAL_KINDS:
                     ended = conn.execute(

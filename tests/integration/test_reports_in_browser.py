@@ -6,11 +6,14 @@ from __future__ import annotations
 import pytest
 
 from runner.ledger.store import Ledger
+from runner.monitoring.capacity import Settings, capacity_report
+from runner.monitoring.prometheus import Prometheus
 from runner.reports.access import access_report
 from runner.reports.compliance import compliance_report
 from runner.reports.drill import drill_report
 from runner.reports.run import run_report
 from tests.ledgers import add_drill, add_run
+from tests.unit.monitoring.fake_prometheus import END, START, STEP, fleet, serving
 
 from .conftest import console_errors
 
@@ -34,6 +37,16 @@ def test_the_report_renders_with_no_console_error(ledger, tmp_path, kind):
         "access": lambda: access_report(ledger, "html"),
     }[kind]()
     html = tmp_path / f"{kind}.html"
+    html.write_text(page)
+    assert console_errors(html) == []
+
+
+def test_the_capacity_report_renders_with_no_console_error(tmp_path):
+    """Its charts are inline SVG, styled from the page's own style block: nothing for the
+    policy to refuse. Its data come from the unit tests' fake Prometheus."""
+    with serving(fleet()) as fake:
+        page = capacity_report(Prometheus(fake.url), Settings(START, END, STEP), "html", now=END)
+    html = tmp_path / "capacity.html"
     html.write_text(page)
     assert console_errors(html) == []
 

@@ -20,7 +20,8 @@ ALLOWED = {
     "reports": {"core", "ledger"},
     "scheduling": {"core", "ledger", "execution"},
     "lab": {"core"},
-    "cli": {"core", "ledger", "execution", "reports", "scheduling", "lab"},
+    "monitoring": {"core", "ledger", "reports"},
+    "cli": {"core", "ledger", "execution", "reports", "scheduling", "monitoring", "lab"},
 }
 # Names used only in type annotations (under `if TYPE_CHECKING:`).
 TYPE_ONLY = {("ledger", "execution")}

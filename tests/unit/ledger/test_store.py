@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import os
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 
 from runner.core.errors import UserError
 from runner.ledger import store as ledger_mod
-from runner.ledger.store import Ledger, entries, generate_keypair
+from runner.ledger.store import AlreadyRecorded, Ledger, entries, generate_keypair
 
 
 def fill(ledger: Ledger, n: int = 6) -> None:
@@ -122,6 +123,37 @@ def test_concurrent_writers_keep_one_valid_chain(ledger_url):
     assert result.ok, result.problem
     assert result.entries == 160
     assert result.head_seq == 160
+
+
+def _append_once_each(url: str, worker: int, ids: int) -> None:
+    the_ledger = Ledger.open(url)
+    for i in range(ids):
+        with contextlib.suppress(AlreadyRecorded):
+            the_ledger.append(
+                "incident.acked", f"inc-{i}", {"worker": worker}, unless=["incident.acked"]
+            )
+    the_ledger.close()
+
+
+def test_a_conditional_append_is_written_once_whoever_races_for_it(ledger_url):
+    """Two receivers (or two people) recording the same fact at once: one entry."""
+    Ledger.open(ledger_url).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_once_each, args=(ledger_url, w, 20)) for w in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+        assert proc.exitcode == 0
+    the_ledger = Ledger.open(ledger_url)
+    written = [e.run_id for e in the_ledger.entries()]
+    assert sorted(written) == sorted(f"inc-{i}" for i in range(20))
+    with pytest.raises(AlreadyRecorded, match=r"inc-3 already has a 'incident.acked' entry"):
+        the_ledger.append("incident.acked", "inc-3", {}, unless=["incident.acked", "x"])
+    # Other kinds of the same id are not the condition.
+    the_ledger.append("incident.noted", "inc-3", {}, unless=["incident.closed"])
+    assert the_ledger.verify().ok
+    the_ledger.close()
 
 
 def test_events_are_stored_with_their_run(ledger):

@@ -1,0 +1,2 @@
+"""Detection: the alerts Alertmanager sends, the incidents they open in the ledger, and
+the capacity Prometheus has measured."""
