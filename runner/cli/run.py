@@ -97,6 +97,12 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     at_least(args.forks, 1, "-f/--forks")
+    if args.override_reason and any(m in args.override_reason for m in ("{{", "{%", "{#")):
+        # The reason reaches the playbook as an extra var, which Ansible would template:
+        # text that runs, outside what a change or a ticket approved.
+        raise BadOptions(
+            "--override-reason must be plain text: remove the template markers ({{, {%, {#)"
+        )
     if args.schedule:
         if args.change:
             raise BadOptions(

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import socket
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,8 +60,18 @@ SCOPE_FIELDS = (
     "extravars_sha256",
     "commit",
 )
-# The content whose uncommitted edits would make "the approved commit" mean nothing.
-CONTENT = ("ansible.cfg", "playbooks", "roles", "collections", "plugins")
+# The content whose uncommitted edits would make "the approved commit" mean nothing, and
+# the files that say who may approve what (edited locally, they would approve anything).
+CONTENT = (
+    "ansible.cfg",
+    "playbooks",
+    "roles",
+    "collections",
+    "plugins",
+    "allowed_signers",
+    "environments.yml",
+    "schedules.yml",
+)
 
 
 class ChangeRefused(UserError):
@@ -126,6 +137,58 @@ def git_commit(root: Path | None = None) -> str:
     return head.stdout.strip()
 
 
+# Settings that make Ansible take roles, collections, modules, plugins or its whole
+# configuration from elsewhere than the repository (techops sets ANSIBLE_CONFIG itself):
+# on a protected environment, what runs must be the committed content a reason, a ticket
+# or a signed change speaks for.
+CONTENT_VARIABLES = re.compile(
+    r"^(ANSIBLE_(ROLES_PATH|COLLECTIONS_PATHS?|LIBRARY|MODULE_UTILS|PLAYBOOK_VARS_ROOT"
+    r"|[A-Z]+_PLUGINS|VARS_ENABLED|INVENTORY_ENABLED)|TECHOPS_ANSIBLE_CONFIG)$"
+)
+
+
+def content_overrides(env: Mapping[str, str]) -> list[str]:
+    """The variables of `env` that would change what a protected run runs."""
+    return sorted(name for name, value in env.items() if value and CONTENT_VARIABLES.match(name))
+
+
+def check_refused(playbook: Path, root: Path | None = None) -> str | None:
+    """Why a check-mode run of this playbook may not look at a protected environment, or
+    None. Check mode changes nothing only as far as the content says so (a task with
+    `check_mode: false` runs for real), so a check run there runs committed content only:
+    a playbook of the repository, tracked and unmodified, with clean Ansible content."""
+    root = root or repo_root()
+    try:
+        relative = playbook.resolve().relative_to(root)
+    except ValueError:
+        return (
+            f"{playbook} is not in the repository: a check run on a protected environment "
+            "runs committed playbooks only (a task with check_mode: false runs for real)"
+        )
+    try:
+        git_commit(root)
+        listed = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "--error-unmatch", "--", str(relative)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        changed = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", str(relative)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except ChangeRefused as exc:
+        return f"{exc} (a check run on a protected environment runs committed content only)"
+    if listed.returncode != 0 or changed.stdout.strip():
+        return (
+            f"{relative} is not committed as it is: a check run on a protected environment "
+            "runs committed playbooks only (a task with check_mode: false runs for real)"
+        )
+    return None
+
+
 # ---------------------------------------------------------------------- the ledger's view
 @dataclass
 class Approval:
@@ -163,13 +226,14 @@ class Change:
         return next((r for r in self.runs if r.get("status") == "successful"), None)
 
     def statement(self) -> str:
-        """What an approver signs: this document, requested by this key."""
+        """What an approver signs: this document, requested by this key (the key the
+        request's signature carries, not what the ledger says of it)."""
         return canonical(
             {
                 "type": STATEMENT_TYPE,
                 "change": self.id,
                 "document_sha256": self.digest,
-                "requested_by": self.requester["fingerprint"],
+                "requested_by": self.signature.fingerprint,
             }
         )
 
@@ -341,7 +405,7 @@ def approve(
     statement = change.statement()
     try:
         signers = signing.read_allowed_signers(environment.allowed_signers)
-        _check_request(change, environment, signers)
+        requester = _check_request(change, environment, signers)
     except SigningError as exc:
         raise refuse(ledger, change.id, "approve", str(exc)) from None
     if change.succeeded:
@@ -370,8 +434,8 @@ def approve(
         raise refuse(ledger, change.id, "approve", f"approval refused: {exc}", **details) from None
     principal = signer.principals[0]
     if (
-        signature.fingerprint == change.requester["fingerprint"]
-        or principal == change.requester["principal"]
+        signature.fingerprint == change.signature.fingerprint
+        or principal == requester.principals[0]
     ):
         raise refuse(
             ledger,
@@ -470,9 +534,13 @@ def admit(
         )
     try:
         signers = signing.read_allowed_signers(environment.allowed_signers)
-        _check_request(change, environment, signers)
+        requester = _check_request(change, environment, signers)
     except SigningError as exc:
         raise ChangeRefused(f"change {change.id}: {exc}") from None
+    # Who asked and who approved are what the signatures prove against today's allowed
+    # signers, never the principals or fingerprints the ledger's entries state: whoever
+    # can append to the ledger could write those.
+    requested_by = (requester.principals[0], change.signature.fingerprint)
     valid: dict[str, dict[str, str]] = {}
     problems = []
     namespace = approve_namespace(change.environment)
@@ -490,16 +558,13 @@ def admit(
         except SigningError as exc:
             problems.append(f"{approval.principal}'s approval does not count ({exc})")
             continue
-        principal = signer.principals[0]
-        if (
-            principal == change.requester["principal"]
-            or approval.fingerprint == change.requester["fingerprint"]
-        ):
+        principal, fingerprint = signer.principals[0], approval.signature.fingerprint
+        if principal == requested_by[0] or fingerprint == requested_by[1]:
             problems.append(f"{principal} is the requester")
             continue
         valid.setdefault(
             principal,
-            {"principal": principal, "fingerprint": approval.fingerprint, "seq": str(approval.seq)},
+            {"principal": principal, "fingerprint": fingerprint, "seq": str(approval.seq)},
         )
     if len(valid) < environment.approvals:
         said = f": {'; '.join(problems)}" if problems else ""
@@ -545,7 +610,7 @@ def verify_offline(change: Change) -> list[Finding]:
             approve_namespace(change.environment),
         )
         names = approval.statement == change.statement()
-        distinct = approval.fingerprint != change.requester["fingerprint"] and (
+        distinct = approval.signature.fingerprint != change.signature.fingerprint and (
             approval.principal != change.requester["principal"]
         )
         key_matches = approval.signature.fingerprint == approval.fingerprint

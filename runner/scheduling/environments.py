@@ -112,15 +112,11 @@ def environment_of(inventory: str, environments: list[Environment]) -> Environme
     A directory also belongs to every environment whose inventory it contains, by path or
     through a link (`-i inventories` reads production too). A host list ("web1,web2,")
     belongs to the protected environment one of whose hosts it names, by name or address:
-    `-i 203.0.113.21,` reaches production's app1 as surely as its inventory does."""
+    `-i 203.0.113.21,` reaches production's app1 as surely as its inventory does; so does
+    an inventory file no environment declares."""
     if is_host_list(inventory):
         named = {item.strip() for item in inventory.split(",") if item.strip()}
-        for environment in environments:
-            if environment.protected and any(
-                named & host_identities(path) for path in environment.inventories
-            ):
-                return environment
-        return None
+        return _naming_protected_hosts(named, environments)
     path = Path(inventory).resolve()
     sources = [path]
     if path.is_dir():
@@ -129,4 +125,19 @@ def environment_of(inventory: str, environments: list[Environment]) -> Environme
     found = [e for e in environments if any(e.holds(s) or s in e.inventories for s in sources)]
     found += [e for e in environments if any(path in p.parents for p in e.inventories)]
     candidates = [e for e in found if e.protected] or found
-    return candidates[0] if candidates else None
+    if candidates:
+        return candidates[0]
+    # An inventory no environment declares, naming a protected host (a copy of production's
+    # hosts.yml in /tmp): it reaches those hosts as surely as the declared one does.
+    return _naming_protected_hosts(host_identities(path), environments)
+
+
+def _naming_protected_hosts(named: set[str], environments: list[Environment]) -> Environment | None:
+    if not named:
+        return None
+    for environment in environments:
+        if environment.protected and any(
+            named & host_identities(path) for path in environment.inventories
+        ):
+            return environment
+    return None

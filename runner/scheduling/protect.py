@@ -143,6 +143,21 @@ def run_protected(
         "decided_at": now.isoformat(),
         "run_id": request.run_id,
     }
+    tampered = changes.content_overrides(os.environ)
+    if tampered:
+        said = (
+            f"{', '.join(tampered)} would change what runs on protected environment "
+            f"{environment.name!r} (roles, modules, plugins or settings from elsewhere than "
+            "the repository)"
+        )
+        _refuse(ledger, config, record, said, {})
+        raise BadOptions(f"{said}: unset it; the refusal is recorded")
+    if request.check:
+        refused = changes.check_refused(request.playbook)
+        if refused:
+            _refuse(ledger, config, record, refused, {})
+            print(f"techops: refused: {refused} (environment {environment.name}); nothing ran")
+            return None
     change: changes.Change | None = None
     if change_id is None and environment.approvals and not request.check:
         said = (

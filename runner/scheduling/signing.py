@@ -157,7 +157,9 @@ def _signer(line: str, number: int) -> Signer:
     cert_authority = False
     rest = fields[1:]
     if rest[0] not in KEY_TYPES:
-        for option in rest[0].split(","):
+        # The options are split on the commas outside quotes, as sshd reads them
+        # (namespaces="a,b" is one option): from the raw line, not the unquoted field.
+        for option in _options(line.split(None, 1)[1]):
             name, _, value = option.partition("=")
             if name.lower() not in OPTIONS:
                 raise ValueError(
@@ -165,7 +167,7 @@ def _signer(line: str, number: int) -> Signer:
                     f"or unknown key type (known: {', '.join(sorted(KEY_TYPES))})"
                 )
             if name.lower() == "namespaces":
-                namespaces = tuple(n for n in value.split(",") if n)
+                namespaces = tuple(n for n in value.strip('"').split(",") if n)
             elif name.lower() == "cert-authority":
                 cert_authority = True
         rest = rest[1:]
@@ -182,6 +184,24 @@ def _signer(line: str, number: int) -> Signer:
     if inner.decode(errors="replace") != key_type:
         raise ValueError(f"the key says it is {inner.decode(errors='replace')}, not {key_type}")
     return Signer(principals, key_type, blob, namespaces, number, cert_authority)
+
+
+def _options(text: str) -> list[str]:
+    """The comma-separated options at the start of `text`, up to the first blank outside
+    quotes, quotes kept."""
+    options, current, quoted = [], "", False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char == ",":
+            options.append(current)
+            current = ""
+            continue
+        elif not quoted and char.isspace():
+            break
+        current += char
+    options.append(current)
+    return [o for o in options if o]
 
 
 def sign(message: bytes, key: Path, namespace: str) -> Signature:

@@ -52,7 +52,7 @@ from runner.execution.request import (
 from runner.ledger.recorder import Recorder, process_start
 from runner.ledger.redact import Redactor, secret_values
 from runner.ledger.store import TERMINAL_KINDS, Ledger, ledger_url
-from runner.scheduling import environments
+from runner.scheduling import changes, environments
 from runner.scheduling.environments import Environment, environment_of
 
 # What the callback does with a run.
@@ -143,6 +143,19 @@ def decide(invocation: Invocation, environ: Mapping[str, str]) -> Decision:
             f"({how}); plain ansible-playbook may only look (--check)"
         )
         return Decision(REFUSE, ledger, environment, said)
+    if environment is not None:
+        # Looking is allowed as through `techops run`: committed content only, from the
+        # repository's own roles and plugins.
+        tampered = changes.content_overrides(os.environ)
+        refused = (
+            f"{', '.join(tampered)} would change what runs" if tampered else None
+        ) or changes.check_refused(invocation.playbook)
+        if refused:
+            said = (
+                f"inventory {invocation.inventory} is in protected environment "
+                f"{environment.name!r}: {refused}"
+            )
+            return Decision(REFUSE, ledger, environment, said)
     return Decision(RECORD, ledger, environment, not_taken)
 
 

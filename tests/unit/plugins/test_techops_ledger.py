@@ -368,8 +368,11 @@ def test_an_exception_in_a_callback_would_not_have_stopped_it(site, tmp_path):
     assert proof.exists()
 
 
-def test_check_mode_on_a_protected_inventory_is_allowed_and_recorded(site, tmp_path):
-    """As `techops run` decides: check mode changes nothing, and the run is on the record."""
+def test_check_mode_with_a_playbook_from_elsewhere_is_stopped_too(site, tmp_path):
+    """Check mode changes nothing only as far as the content says so (a task with
+    check_mode: false runs for real): a playbook that is not the repository's committed
+    content does not look at a protected inventory either. (A committed playbook's check
+    run is admitted and recorded: tests/unit/scheduling/test_unwrapped.py.)"""
     ledger = tmp_path / "ledger.sqlite3"
     proof = tmp_path / "a-task-ran"
     proc = playbook(
@@ -382,18 +385,11 @@ def test_check_mode_on_a_protected_inventory_is_allowed_and_recorded(site, tmp_p
         env=site.env(ledger),
         cwd=tmp_path,
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == 3, proc.stdout + proc.stderr
     assert not proof.exists()
-    decision, started, finished = entries(ledger)
-    assert (decision.kind, decision.body["action"], decision.body["environment"]) == (
-        "change.decision",
-        "fire",
-        "prodlike",
-    )
-    assert started.kind == "run.started" and started.body["check"] is True
-    assert started.body["unwrapped"] is True
-    assert (finished.body["status"], finished.body["rc"]) == ("successful", 0)
-    assert decision.run_id == started.run_id
+    assert "runs committed playbooks only" in proc.stderr
+    [decision] = entries(ledger)
+    assert (decision.kind, decision.body["action"]) == ("change.decision", "refuse")
 
 
 def test_a_run_handed_to_an_execution_node_is_left_to_its_controller(site, tmp_path):

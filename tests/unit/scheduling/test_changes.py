@@ -457,3 +457,70 @@ def test_the_run_report_names_the_requester_and_the_approver(prod, keys, ledger,
         assert "bob@example.com" in text and approval.fingerprint in text
     data = json.loads(run_report(ledger, admitted.run_id, "json"))
     assert data["decision"]["approved_by"][0]["fingerprint"] == approval.fingerprint
+
+
+def test_what_the_ledger_says_of_a_signer_is_not_believed(prod, keys, ledger, ran):
+    """Whoever can append to the ledger can write any principal or fingerprint into an
+    entry: the requester's own key, recorded as someone else's approval, does not count."""
+    change = request(ledger, prod, keys["alice"])
+    signature = signing.sign(
+        change.statement().encode(), keys["alice"], changes.approve_namespace("prod")
+    )
+    ledger.append(
+        changes.APPROVED,
+        change.id,
+        {
+            "change": change.id,
+            "statement": change.statement(),
+            "signature": signature.armored,
+            "approved_by": {"principal": "bob@example.com", "fingerprint": "SHA256:forged"},
+        },
+    )
+    assert run(ledger, prod, change.id) is None
+    assert "alice@example.com is the requester" in refusals(ledger)[-1]
+    assert ran == []
+
+
+def test_namespaces_with_several_patterns_are_one_option(tmp_path, keys):
+    path = tmp_path / "allowed_signers"
+    path.write_text(
+        'bob@example.com namespaces="techops-*@production,techops-*@staging" '
+        + public(keys["bob"])
+        + "\n"
+    )
+    [signer] = signing.read_allowed_signers(path)
+    assert signer.namespaces == ("techops-*@production", "techops-*@staging")
+    assert signer.allows("techops-approve@staging") and not signer.allows("techops-approve@lab")
+
+
+def test_a_check_run_looks_with_committed_content_only(prod, ledger, ran, tmp_path, monkeypatch):
+    """A task with check_mode: false runs for real in check mode: a playbook from elsewhere
+    does not look at a protected environment, nor do roles or modules from elsewhere."""
+    elsewhere = tmp_path / "look.yml"
+    elsewhere.write_text("- hosts: all\n  tasks: []\n")
+    request_ = RunRequest(playbook=elsewhere, inventory=str(prod), check=True)
+    assert protect.run_protected(request_, ledger, environment(prod), Why()) is None
+    assert "runs committed playbooks only" in refusals(ledger)[-1]
+    monkeypatch.setenv("ANSIBLE_ROLES_PATH", str(tmp_path))
+    with pytest.raises(BadOptions, match="ANSIBLE_ROLES_PATH would change what runs"):
+        protect.run_protected(run_request(prod, check=True), ledger, environment(prod), Why())
+    assert ran == []
+
+
+def test_a_copy_of_a_protected_inventory_is_protected(prod, tmp_path):
+    copy = tmp_path / "elsewhere" / "hosts.yml"
+    copy.parent.mkdir()
+    copy.write_text(prod.read_text())
+    found = environment_of(str(copy), load())
+    assert found is not None and found.name == "prod"
+    unrelated = tmp_path / "other.yml"
+    unrelated.write_text("all:\n  hosts:\n    web9: {ansible_host: 198.51.100.9}\n")
+    assert environment_of(str(unrelated), load()) is None
+
+
+def test_an_override_reason_is_plain_text(tmp_path):
+    proc = techops(
+        "run", "site", "-i", "web9,", "--override-reason", "now {{ lookup('pipe', 'id') }}",
+        "--ledger", f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
+    )  # fmt: skip
+    assert proc.returncode == 5 and "must be plain text" in proc.stderr

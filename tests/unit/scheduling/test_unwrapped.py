@@ -14,7 +14,7 @@ import pytest
 
 from runner.execution.request import RUN_MARKER, RunRequest
 from runner.ledger.recorder import Recorder, process_start
-from runner.scheduling import protect, unwrapped
+from runner.scheduling import changes, protect, unwrapped
 from runner.scheduling.unwrapped import (
     QUIET,
     RECORD,
@@ -148,8 +148,12 @@ def test_a_run_on_a_protected_inventory_is_refused_and_the_refusal_recorded(ledg
     assert entry.body["decision"] in line
 
 
-def test_a_check_mode_run_on_a_protected_inventory_is_recorded_with_its_decision(ledger, places):
-    """As `techops run` admits it: check mode changes nothing."""
+def test_a_check_mode_run_on_a_protected_inventory_is_recorded_with_its_decision(
+    ledger, places, monkeypatch
+):
+    """As `techops run` admits it: a committed playbook in check mode (the checkout's
+    content taken as clean here; tests/unit/scheduling/test_changes.py tests that rule)."""
+    monkeypatch.setattr(changes, "git_commit", lambda root=None: "0" * 40)
     decision = decide(invocation(places["prod"], check=True), {})
     assert decision.action == RECORD and decision.environment is not None
     run = UnwrappedRun(
