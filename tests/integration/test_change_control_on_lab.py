@@ -160,9 +160,20 @@ def test_two_playbooks_never_touch_one_host_at_once(lab_inventory, tmp_path):
         second = techops("run", PROBE, "-i", str(lab_inventory), "-l", "app1", "--ledger", ledger)
         assert second.returncode == 1, second.stderr[-2000:]
         assert "is already running slow.yml on app1" in second.stderr
-        [refusal] = [e.body for e in Ledger.open(ledger).entries(kinds=["run.refused"])]
-        assert refusal["playbook"] == "idempotent_probe.yml"
-        assert refusal["held_by"]["playbook"] == "slow.yml"
+        # Whatever the playbook: patching and the site run are refused on that host too.
+        for playbook in ("patch", "site"):
+            refused = techops(
+                "run", playbook, "-i", str(lab_inventory), "-l", "app1", "--ledger", ledger
+            )
+            assert refused.returncode == 1, refused.stderr[-2000:]
+            assert "is already running slow.yml on app1" in refused.stderr
+        refusals = [e.body for e in Ledger.open(ledger).entries(kinds=["run.refused"])]
+        assert [r["playbook"] for r in refusals] == [
+            "idempotent_probe.yml",
+            "patch.yml",
+            "site.yml",
+        ]
+        assert {r["held_by"]["playbook"] for r in refusals} == {"slow.yml"}
         # Another host is free.
         other = techops(
             "run", PROBE, "-i", str(lab_inventory), "-l", "bastion1", "--ledger", ledger
