@@ -31,6 +31,7 @@ from runner.monitoring.incidents import (
     time_text,
     who_text,
 )
+from runner.monitoring.receiver import printable
 
 COMMAND = Command("incident", "incidents: list, show, acknowledge, note, resolve")
 
@@ -89,9 +90,12 @@ def _list(args: argparse.Namespace) -> int:
         print("no open incidents in the ledger" if args.open else "no incidents in the ledger")
     for incident in found:
         print(
-            f"{incident.id}  {incident.status:<12}  {time_text(incident.started) or '?':<23}  "
-            f"{incident.alertname or '(no alertname)'}  {incident.host or '-'}  "
-            f"{incident.severity or '-'}"
+            printable(
+                f"{incident.id}  {incident.status:<12}  "
+                f"{time_text(incident.started) or '?':<23}  "
+                f"{incident.alertname or '(no alertname)'}  {incident.host or '-'}  "
+                f"{incident.severity or '-'}"
+            )
         )
     return 0
 
@@ -102,7 +106,9 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(describe(incident), indent=2))
         return 0
-    print("\n".join(_lines(incident)))
+    # Labels and annotations come from whoever sent the alert: no control character of
+    # theirs reaches the terminal.
+    print("\n".join(printable(line) for line in _lines(incident)))
     return 0
 
 

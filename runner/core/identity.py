@@ -57,8 +57,10 @@ def real_user() -> dict[str, Any]:
     if login is not None:
         person["login_uid"] = login
         person["login_user"] = user_name(login)
+    # sudo sets SUDO_UID in the root process it starts. In a process without root, which
+    # its user starts with any environment they like, it would name whoever they chose.
     sudo = _uid(os.environ.get("SUDO_UID", ""))
-    if sudo is not None:
+    if sudo is not None and os.geteuid() == 0:
         person["sudo_uid"] = sudo
         person["sudo_user"] = user_name(sudo)
     return person

@@ -64,6 +64,10 @@ MAX_BODY = 256 * 1024
 MAX_ACTIVE = 16
 # Seconds a client may take to send its request (or to read the answer) on a connection.
 REQUEST_TIMEOUT_S = 10.0
+# The whole of a request, however slowly its bytes trickle in: then its connection is shut.
+REQUEST_DEADLINE_S = 30.0
+# Connections open at once (each a thread); more are closed at once, unanswered.
+MAX_CONNECTIONS = 64
 # After refusing a request whose body was not read, what is read and thrown away before
 # closing (at most this much, for at most this long), so the client receives the answer
 # instead of a reset connection. Nothing of it is kept.
@@ -376,9 +380,29 @@ class Receiver(ThreadingHTTPServer):
         self.writer = writer
         self.max_body = max_body
         self.slots = threading.BoundedSemaphore(max_active)
+        self.connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.tls = tls
         self._log = log or _print
         super().__init__(address, Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread per connection, but never more than MAX_CONNECTIONS: a client that
+        opens connections and trickles bytes cannot pile up threads."""
+        if not self.connections.acquire(blocking=False):
+            self.log(f"alerts: {client_address[0]} refused: {MAX_CONNECTIONS} connections open")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.connections.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.release()
 
     def server_bind(self) -> None:
         super().server_bind()
@@ -410,6 +434,12 @@ class Receiver(ThreadingHTTPServer):
 _print_lock = threading.Lock()
 
 
+def printable(text: str) -> str:
+    """Text with its control characters escaped: a path or a label sent by a client must
+    not drive the terminal that shows the log."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
 def _print(line: str) -> None:
     with _print_lock:
         print(line, flush=True)
@@ -426,11 +456,24 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"  # one request per connection
 
     def setup(self) -> None:
+        # The per-read timeout does not bound a client that sends a byte every few
+        # seconds: past the deadline, its connection is shut and its thread ends.
+        self._deadline = threading.Timer(REQUEST_DEADLINE_S, self._expire)
+        self._deadline.daemon = True
+        self._deadline.start()
         super().setup()
         if isinstance(self.connection, ssl.SSLSocket):
             self.connection.do_handshake()
         self._started = time.monotonic()
         self._outcome = ""
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        super().finish()
+
+    def _expire(self) -> None:
+        with contextlib.suppress(OSError):
+            self.request.shutdown(socket.SHUT_RDWR)
 
     # ------------------------------------------------------------------ methods
     def do_POST(self) -> None:
@@ -488,7 +531,7 @@ class Handler(BaseHTTPRequestHandler):
         if text is None:
             self._answer(411, {"error": "a Content-Length is required"})
             return None
-        if not text.strip().isdigit():
+        if not re.fullmatch(r"[0-9]{1,12}", text.strip()):
             self._answer(400, {"error": "Content-Length is not a number"})
             return None
         length = int(text)
@@ -501,7 +544,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             body = self.rfile.read(length)
         except TimeoutError:
-            self._answer(408, {"error": "the body did not arrive in time"}, body_read=True)
+            # 503, not 408: Alertmanager retries 5xx answers only.
+            self._answer(503, {"error": "the body did not arrive in time"}, body_read=True)
             return
         if len(body) < length:
             self._answer(
@@ -574,7 +618,7 @@ class Handler(BaseHTTPRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         elapsed = (time.monotonic() - getattr(self, "_started", time.monotonic())) * 1000
         method = getattr(self, "command", None) or "-"
-        path = self._path() if getattr(self, "path", None) else "-"
+        path = printable(self._path()) if getattr(self, "path", None) else "-"
         self.server.log(
             f"alerts: {self.client_address[0]} {method} {path} {code}"
             f"{getattr(self, '_outcome', '')} ({elapsed:.0f} ms)"

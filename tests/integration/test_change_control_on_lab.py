@@ -24,6 +24,11 @@ from tests.helpers import REPO, techops
 from .test_ledger_on_lab import _start_slow
 
 PROBE = "tests/fixtures/playbooks/idempotent_probe.yml"
+LAB_ENVIRONMENT = {
+    "name": "lab",
+    "inventories": [str(REPO / "inventories/lab")],
+    "protected": False,
+}
 
 
 class Hook(BaseHTTPRequestHandler):
@@ -66,7 +71,10 @@ def protected_lab(lab_inventory, tmp_path, webhook):
         yaml.safe_dump(
             {
                 "environments": [
-                    {"name": "prodlike", "inventories": [str(inventory)], "protected": True}
+                    {"name": "prodlike", "inventories": [str(inventory)], "protected": True},
+                    # The lab itself stays what it is: the copy above names its hosts, and
+                    # an inventory no environment declares would count as the copy's.
+                    LAB_ENVIRONMENT,
                 ]
             }
         )
@@ -225,7 +233,8 @@ def approvals_lab(lab_inventory, tmp_path, webhook):
                         "protected": True,
                         "approvals": 1,
                         "allowed_signers": str(signers),
-                    }
+                    },
+                    LAB_ENVIRONMENT,
                 ]
             }
         )

@@ -69,3 +69,13 @@ def test_the_login_uid_names_the_person_behind_the_account(mallory, tmp_path, mo
     assert (person["login_uid"], person["login_user"]) == (1, pwd.getpwuid(1).pw_name)
     loginuid.write_text(str(identity.NO_LOGIN_UID))  # no login session: nothing to say
     assert "login_uid" not in real_user() and "login_user" not in real_user()
+
+
+def test_sudo_uid_is_believed_only_in_a_root_process(monkeypatch):
+    """Anyone can set SUDO_UID in their own environment: only sudo's root process has it
+    from sudo."""
+    monkeypatch.setenv("SUDO_UID", "1")
+    monkeypatch.setattr(identity.os, "geteuid", lambda: 1000)
+    assert "sudo_user" not in real_user()
+    monkeypatch.setattr(identity.os, "geteuid", lambda: 0)
+    assert real_user()["sudo_uid"] == 1

@@ -3,10 +3,12 @@ serving; every refusal leaves the ledger as it was."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import random
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -205,7 +207,7 @@ def test_a_client_that_stops_sending_does_not_stop_the_others(ledger, monkeypatc
         )
         assert running.post(payload(alert())).status == 200
         stalled.settimeout(5)
-        assert stalled.recv(100).startswith(b"HTTP/1.0 408 ")
+        assert stalled.recv(100).startswith(b"HTTP/1.0 503 ")
         stalled.close()
         assert running.count() == 1
     finally:
@@ -324,3 +326,45 @@ def test_parse_payload_reads_alertmanagers_documented_example():
     assert only.incident.startswith("inc-20180803-")
     with pytest.raises(BadPayload, match="version"):
         parse_payload(b'{"version": "5"}')
+
+
+def test_a_trickling_client_is_cut_off_at_the_deadline(ledger, monkeypatch):
+    """A byte every few seconds passes the per-read timeout: the whole request has a
+    deadline, after which its connection is shut and its thread ends."""
+    monkeypatch.setattr("runner.monitoring.receiver.REQUEST_DEADLINE_S", 1.0)
+    running, thread = start(ledger)
+    try:
+        slow = socket.create_connection(("127.0.0.1", running.port))
+        slow.settimeout(5)
+        began = time.monotonic()
+        with contextlib.suppress(OSError):
+            for _ in range(20):
+                slow.sendall(b"X-Slow: 1\r\n")
+                time.sleep(0.25)
+        assert time.monotonic() - began < 4, "the trickling connection was not cut off"
+        slow.close()
+        assert running.post(payload(alert())).status == 200
+    finally:
+        stop(running, thread)
+
+
+def test_connections_beyond_the_limit_are_closed_unanswered(ledger, monkeypatch):
+    monkeypatch.setattr("runner.monitoring.receiver.MAX_CONNECTIONS", 2)
+    running, thread = start(ledger)
+    idle = []
+    try:
+        idle = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(2)]
+        time.sleep(0.2)
+        extra = socket.create_connection(("127.0.0.1", running.port))
+        extra.settimeout(3)
+        assert extra.recv(100) == b""  # closed at once, no thread spent on it
+        extra.close()
+        for conn in idle:
+            conn.close()
+        time.sleep(0.2)
+        assert running.post(payload(alert())).status == 200
+        assert running.count() == 1
+    finally:
+        for conn in idle:
+            conn.close()
+        stop(running, thread)

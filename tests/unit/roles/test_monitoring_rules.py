@@ -9,6 +9,7 @@ evaluator, on synthetic series). scripts/test fetches promtool from Debian's pac
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -64,7 +65,7 @@ def promtool_path() -> str:
     return found
 
 
-def render(tmp: Path, inventory: dict) -> subprocess.CompletedProcess[str]:
+def render(tmp: Path, inventory: dict, **extra: object) -> subprocess.CompletedProcess[str]:
     (tmp / "inventory.yml").write_text(yaml.safe_dump(inventory))
     return subprocess.run(
         [
@@ -76,6 +77,7 @@ def render(tmp: Path, inventory: dict) -> subprocess.CompletedProcess[str]:
             f"out={tmp}",
             "-e",
             f"ansible_python_interpreter={VENV_BIN / 'python'}",
+            *(["-e", json.dumps(extra)] if extra else []),
         ],
         cwd=REPO,
         capture_output=True,
@@ -437,3 +439,34 @@ def test_a_malformed_threshold_stops_the_play_before_any_file_is_written(tmp_pat
     assert done.returncode != 0
     assert "host app2: monitoring_thresholds.disk_full_days must be a number" in done.stdout
     assert not (tmp_path / "techops.rules.yml").exists()
+
+
+def test_alerts_reach_the_incident_receiver_with_its_token_and_its_ca(tmp_path):
+    """The route to `techops alerts serve`: its token from a file only Alertmanager reads,
+    and, for an https receiver with a private CA (and mutual TLS), the CA and the client
+    certificate."""
+    done = render(
+        tmp_path,
+        INVENTORY,
+        monitoring_incident_receiver_url="https://controller.example:9095/alerts",
+        monitoring_incident_receiver_ca_file="/etc/techops/alerts-ca.pem",
+        monitoring_incident_receiver_cert_file="/etc/techops/alertmanager.pem",
+        monitoring_incident_receiver_key_file="/etc/techops/alertmanager.key",
+        monitoring_alert_webhooks=["http://127.0.0.1:9999/hook"],
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    config = yaml.safe_load((tmp_path / "alertmanager.yml").read_text())
+    incident, hook = config["receivers"][0]["webhook_configs"]
+    assert incident["url"] == "https://controller.example:9095/alerts"
+    assert incident["send_resolved"] is True
+    assert incident["http_config"]["authorization"] == {
+        "type": "Bearer",
+        "credentials_file": "/etc/prometheus/techops-incident-receiver.token",
+    }
+    assert incident["http_config"]["tls_config"] == {
+        "ca_file": "/etc/techops/alerts-ca.pem",
+        "cert_file": "/etc/techops/alertmanager.pem",
+        "key_file": "/etc/techops/alertmanager.key",
+    }
+    assert hook == {"url": "http://127.0.0.1:9999/hook", "send_resolved": True}
+    assert config["inhibit_rules"][0]["equal"] == ["instance"]
