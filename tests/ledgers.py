@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.ledger.store import canonical, entries, entry_hash, events_digest, utcnow
+from runner.ledger.store import canonical, chain, events_digest
 
 # The seal of a run that stored no event rows, as the recorder writes it.
 NO_EVENTS = {"count": 0, "sha256": events_digest([])}
@@ -87,19 +87,7 @@ def add_drill(ledger, run_id, status="successful", check=False, host="standby1",
 
 def forge(ledger, kind, run_id, body):
     """Append an entry as someone with write access to the database can: chained exactly
-    as Ledger.append chains it, without its refusals. Returns its seq."""
-    head = ledger.head()
-    seq, created, text = head.seq + 1, utcnow(), canonical(body)
+    as Ledger.append chains it (store.chain), without its refusals. Returns its seq."""
     with ledger.engine.connect().execution_options(techops_write=True) as conn, conn.begin():
-        conn.execute(
-            entries.insert().values(
-                seq=seq,
-                run_id=run_id,
-                kind=kind,
-                created=created,
-                body=text,
-                prev_hash=head.hash,
-                hash=entry_hash(seq, head.hash, kind, run_id, created, text),
-            )
-        )
+        seq, *_ = chain(conn, kind, run_id, canonical(body))
     return seq

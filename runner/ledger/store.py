@@ -385,50 +385,19 @@ class Ledger:
         def work() -> Entry:
             with self._writing() as conn:
                 self._lock(conn)
-                if refused_if:
-                    found = conn.execute(
-                        sa.select(entries.c.seq, entries.c.kind)
-                        .where(entries.c.run_id == run_id)
-                        .where(entries.c.kind.in_(refused_if))
-                        .order_by(entries.c.seq)
-                        .limit(1)
-                    ).first()
-                    if found:
-                        raise AlreadyRecorded(run_id, found.seq, found.kind)
+                found = _first_of(conn, run_id, refused_if)
+                if found:
+                    raise AlreadyRecorded(run_id, found.seq, found.kind)
                 sealed = body
                 if kind in TERMINAL_KINDS:
-                    ended = conn.execute(
-                        sa.select(entries.c.seq, entries.c.kind)
-                        .where(entries.c.run_id == run_id)
-                        .where(entries.c.kind.in_(TERMINAL_KINDS))
-                        .order_by(entries.c.seq)
-                        .limit(1)
-                    ).first()
+                    ended = _first_of(conn, run_id, TERMINAL_KINDS)
                     if ended:
                         raise RunAlreadyEnded(run_id, ended.seq, ended.kind)
                     if seal_stored_events:
                         sealed = {**body, "events": _stored_seal(conn, run_id)}
-                body_text = canonical(sealed)
                 if drop:
                     conn.execute(events.delete().where(events.c.run_id.in_(drop)))
-                head = conn.execute(
-                    sa.select(entries.c.seq, entries.c.hash).order_by(entries.c.seq.desc()).limit(1)
-                ).first()
-                seq = (head.seq + 1) if head else 1
-                prev = head.hash if head else GENESIS
-                created = utcnow()
-                digest = entry_hash(seq, prev, kind, run_id, created, body_text)
-                conn.execute(
-                    entries.insert().values(
-                        seq=seq,
-                        run_id=run_id,
-                        kind=kind,
-                        created=created,
-                        body=body_text,
-                        prev_hash=prev,
-                        hash=digest,
-                    )
-                )
+                seq, created, prev, digest = chain(conn, kind, run_id, canonical(sealed))
                 rows = list(event_rows)
                 if rows:
                     conn.execute(events.insert(), rows)
@@ -658,6 +627,46 @@ class Ledger:
         else:
             hint = "nothing was written"
         return f"cannot {action} the ledger {self.where}: {text} ({hint})"
+
+
+def _first_of(conn: Connection, run_id: str, kinds: Iterable[str]) -> Any:
+    """The run's first entry of one of these kinds (its seq and kind), or None."""
+    wanted = list(kinds)
+    if not wanted:
+        return None
+    return conn.execute(
+        sa.select(entries.c.seq, entries.c.kind)
+        .where(entries.c.run_id == run_id)
+        .where(entries.c.kind.in_(wanted))
+        .order_by(entries.c.seq)
+        .limit(1)
+    ).first()
+
+
+def chain(conn: Connection, kind: str, run_id: str, body_text: str) -> tuple[int, str, str, str]:
+    """Insert one entry after the chain's head, hashed over it: (seq, created, prev_hash,
+    hash). The caller holds the append's lock and has made its own checks; tests that
+    forge entries (as someone with write access to the database could) chain through here
+    too, so a forgery is chained exactly as a real entry."""
+    head = conn.execute(
+        sa.select(entries.c.seq, entries.c.hash).order_by(entries.c.seq.desc()).limit(1)
+    ).first()
+    seq = (head.seq + 1) if head else 1
+    prev = head.hash if head else GENESIS
+    created = utcnow()
+    digest = entry_hash(seq, prev, kind, run_id, created, body_text)
+    conn.execute(
+        entries.insert().values(
+            seq=seq,
+            run_id=run_id,
+            kind=kind,
+            created=created,
+            body=body_text,
+            prev_hash=prev,
+            hash=digest,
+        )
+    )
+    return seq, created, prev, digest
 
 
 def _stored_seal(conn: Connection, run_id: str) -> dict[str, Any]:
