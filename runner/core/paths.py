@@ -22,6 +22,15 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+def repo_relative(path: Path, root: Path | None = None) -> str:
+    """A path as records show it: relative to the repository when it lies inside, as
+    given otherwise."""
+    try:
+        return str(path.resolve().relative_to(root or repo_root()))
+    except ValueError:
+        return str(path)
+
+
 def state_dir() -> Path:
     """Controller-side state that must never be committed (lab key, known_hosts, artifacts,
     facts, the ledger): created readable by its owner only, since run artifacts and facts

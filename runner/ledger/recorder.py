@@ -25,7 +25,7 @@ import yaml
 
 from runner.core.identity import real_user
 from runner.core.inventory import inventory_digest
-from runner.core.paths import repo_root, state_dir
+from runner.core.paths import repo_relative, repo_root, state_dir
 from runner.ledger.evidence import check_run, problems_warning
 from runner.ledger.redact import Redactor
 from runner.ledger.store import (
@@ -198,9 +198,9 @@ class Recorder:
                 "pid": os.getpid(),
                 "pid_start": process_start(os.getpid()),
             },
-            "playbook": _relative(request.playbook, root),
+            "playbook": repo_relative(request.playbook, root),
             "inventory": {
-                "source": _relative(Path(request.inventory), root)
+                "source": repo_relative(Path(request.inventory), root)
                 if Path(request.inventory).exists()
                 else request.inventory,
                 "sha256": inventory_digest(request.inventory),
@@ -376,13 +376,6 @@ def absolute_url(url: str) -> str:
     ):
         return url
     return parsed.set(database=str(Path(database).resolve())).render_as_string(hide_password=False)
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 def open_runs(ledger: Ledger) -> dict[str, dict[str, Any]]:

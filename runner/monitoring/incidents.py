@@ -34,7 +34,7 @@ from typing import Any
 
 from runner.core.errors import UserError
 from runner.ledger.store import AlreadyRecorded, Entry, Ledger
-from runner.reports.model import find_run, load_runs
+from runner.reports.model import by_id_or_prefix, find_run, load_runs
 
 FIRED = "incident.fired"
 RESOLVED = "incident.resolved"
@@ -250,16 +250,7 @@ def load_incidents(ledger: Ledger) -> dict[str, Incident]:
 
 def find_incident(incidents: dict[str, Incident], given: str, ledger: Ledger) -> Incident:
     """The incident with this id, or the one whose id starts with it."""
-    if given in incidents:
-        return incidents[given]
-    matches = [i for i in incidents if i.startswith(given)]
-    if len(matches) == 1:
-        return incidents[matches[0]]
-    if not matches:
-        raise UserError(
-            f"no incident {given!r} in the ledger {ledger.where} (list them: techops incident list)"
-        )
-    raise UserError(f"incident id {given!r} is ambiguous: {', '.join(sorted(matches)[:5])}")
+    return by_id_or_prefix(incidents, given, "incident", "techops incident list", ledger)
 
 
 def _when(entry: Entry) -> str:

@@ -7,7 +7,7 @@ Ansible or access to the hosts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from runner.core.errors import UserError
 from runner.ledger.evidence import Reading, read
@@ -200,14 +200,23 @@ def get_run(ledger: Ledger, run_id: str) -> RunView:
 
 def find_run(runs: dict[str, RunView], run_id: str, ledger: Ledger) -> RunView:
     """The run with this id, or the one run whose id starts with it."""
-    if run_id in runs:
-        return runs[run_id]
-    matches = [r for r in runs if r.startswith(run_id)]
+    return by_id_or_prefix(runs, run_id, "run", "techops runs", ledger)
+
+
+T = TypeVar("T")
+
+
+def by_id_or_prefix(found: dict[str, T], given: str, noun: str, listing: str, ledger: Ledger) -> T:
+    """The item with this id, or the one whose id starts with it (ids are long: people
+    type their start); one line naming the command that lists them otherwise."""
+    if given in found:
+        return found[given]
+    matches = [i for i in found if i.startswith(given)]
     if len(matches) == 1:
-        return runs[matches[0]]
+        return found[matches[0]]
     if not matches:
-        raise UserError(f"no run {run_id!r} in the ledger {ledger.where} (list them: techops runs)")
-    raise UserError(f"run id {run_id!r} is ambiguous: {', '.join(sorted(matches)[:5])}")
+        raise UserError(f"no {noun} {given!r} in the ledger {ledger.where} (list them: {listing})")
+    raise UserError(f"{noun} id {given!r} is ambiguous: {', '.join(sorted(matches)[:5])}")
 
 
 # How far a verification vouches for the ledger, weakest first, with the words reports

@@ -30,7 +30,7 @@ from typing import Any
 from runner.core.errors import UserError
 from runner.core.identity import real_user
 from runner.core.inventory import inventory_digest
-from runner.core.paths import repo_root
+from runner.core.paths import repo_relative, repo_root
 from runner.execution.request import RunRequest
 from runner.ledger.store import Ledger, canonical
 from runner.scheduling import signing
@@ -92,10 +92,10 @@ def scope_of(request: RunRequest, environment: Environment, commit: str) -> dict
     root = repo_root()
     return {
         "environment": environment.name,
-        "playbook": _relative(request.playbook, root),
+        "playbook": _pinned(request.playbook, root),
         # The commit pins the repository's content; this pins a playbook kept elsewhere.
         "playbook_sha256": hashlib.sha256(request.playbook.read_bytes()).hexdigest(),
-        "inventory": _relative(Path(request.inventory), root),
+        "inventory": _pinned(Path(request.inventory), root),
         "inventory_sha256": inventory_digest(request.inventory),
         "limit": request.limit,
         "tags": request.tags,
@@ -639,11 +639,10 @@ def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root))
-    except ValueError:
-        return str(path.resolve()) if path.exists() else str(path)
+def _pinned(path: Path, root: Path) -> str:
+    """A path as a change pins it: relative to the repository, else absolute when it
+    exists, so that the same file is named the same from any working directory."""
+    return repo_relative(path.resolve() if path.exists() else path, root)
 
 
 def _quote(value: str) -> str:

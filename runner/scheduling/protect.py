@@ -23,7 +23,7 @@ from typing import Any
 from runner.core.errors import BadOptions
 from runner.core.identity import real_user
 from runner.core.inventory import inventory_hosts, resolve_hosts
-from runner.core.paths import repo_root
+from runner.core.paths import repo_relative
 from runner.execution.launch import Why, run_recorded
 from runner.execution.request import RunRequest, RunResult
 from runner.ledger.redact import Redactor, secret_values
@@ -131,7 +131,7 @@ def run_protected(
     scrub = Redactor.for_run(request.extravars, secret_values(dict(os.environ))).text
     record: dict[str, Any] = {
         "environment": environment.name,
-        "playbook": _relative(request),
+        "playbook": repo_relative(request.playbook),
         "inventory": request.inventory,
         "limit": request.limit,
         "tags": request.tags,
@@ -313,10 +313,3 @@ def _payload(record: dict[str, Any]) -> dict[str, Any]:
         "reason": record.get("decision"),
         "override_reason": record.get("override_reason"),
     }
-
-
-def _relative(request: RunRequest) -> str:
-    try:
-        return str(request.playbook.resolve().relative_to(repo_root()))
-    except ValueError:
-        return str(request.playbook)

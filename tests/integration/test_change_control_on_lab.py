@@ -347,23 +347,15 @@ def test_plain_ansible_playbook_is_recorded_and_stopped_on_the_protected_lab(
         "TECHOPS_LEDGER": f"sqlite:///{ledger}",
     }
     command = [str(Path(sys.executable).parent / "ansible-playbook"), PROBE, "-l", "app1"]
-    ran = subprocess.run(
-        [*command, "-i", str(lab_inventory)],
-        cwd=REPO,
-        env=plain,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+
+    def playbook(on: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, "-i", str(on)], cwd=REPO, env=plain, capture_output=True, text=True
+        )
+
+    ran = playbook(lab_inventory)
     assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
-    stopped = subprocess.run(
-        [*command, "-i", str(inventory)],
-        cwd=REPO,
-        env=plain,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    stopped = playbook(inventory)
     assert stopped.returncode == 3, stopped.stdout[-2000:] + stopped.stderr[-2000:]
     assert "TASK [" not in stopped.stdout and "PLAY RECAP" not in stopped.stdout
     book = Ledger.open(f"sqlite:///{ledger}")

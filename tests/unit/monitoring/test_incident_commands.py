@@ -9,24 +9,11 @@ import pytest
 
 from runner.cli import main
 from runner.core.identity import real_user
-from runner.ledger.store import Ledger
 from runner.monitoring.incidents import ACKED, CLOSED, NOTED, load_incidents
 from tests.ledgers import add_run
 from tests.unit.monitoring.seed import at, fire, resolve
 
 START = "2026-11-02T10:00:00Z"
-
-
-@pytest.fixture
-def ledger_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-
-
-@pytest.fixture
-def ledger(ledger_url):
-    the_ledger = Ledger.open(ledger_url)
-    yield the_ledger
-    the_ledger.close()
 
 
 @pytest.fixture

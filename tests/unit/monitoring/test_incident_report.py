@@ -13,7 +13,6 @@ import pytest
 
 from runner.cli import main
 from runner.core.identity import real_user
-from runner.ledger.store import Ledger
 from runner.monitoring import incidents
 from runner.monitoring.incident_report import incident_data, incident_report
 from runner.monitoring.incidents import load_incidents
@@ -22,18 +21,6 @@ from tests.unit.monitoring.seed import at, fire, resolve
 
 NOW = datetime(2026, 11, 10, tzinfo=UTC)
 SINCE = "2026-11-01T00:00:00.000000+00:00"
-
-
-@pytest.fixture
-def ledger_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-
-
-@pytest.fixture
-def ledger(ledger_url):
-    the_ledger = Ledger.open(ledger_url)
-    yield the_ledger
-    the_ledger.close()
 
 
 def _ack(ledger, incident_id, when, monkeypatch):
