@@ -18,22 +18,26 @@ def add_run(
     check=False,
     failed_tasks=(),
     unwrapped=False,
+    who=None,
+    locked=None,
 ):
-    ledger.append(
-        "run.started",
-        run_id,
-        {
-            "run_id": run_id,
-            "playbook": playbook,
-            "who": {"kind": "user", "name": "alice"},
-            "inventory": {"source": "inv", "sha256": "0" * 64},
-            "git": {"commit": "abc", "dirty": False},
-            "versions": {},
-            "check": check,
-            "controller": {"host": "ctl"},
-            "unwrapped": unwrapped,
-        },
-    )
+    """A run as the recorder writes it: started by `who` (alice, else e.g. a schedule's
+    {"kind": "schedule", "name": JOB}), with the hosts it `locked`, ended with `status` and
+    each host's outcome."""
+    started = {
+        "run_id": run_id,
+        "playbook": playbook,
+        "who": who or {"kind": "user", "name": "alice"},
+        "inventory": {"source": "inv", "sha256": "0" * 64},
+        "git": {"commit": "abc", "dirty": False},
+        "versions": {},
+        "check": check,
+        "controller": {"host": "ctl"},
+        "unwrapped": unwrapped,
+    }
+    if locked is not None:
+        started["hosts"] = list(locked)
+    ledger.append("run.started", run_id, started)
     ledger.append(
         "run.finished",
         run_id,

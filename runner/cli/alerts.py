@@ -4,8 +4,10 @@
   techops alerts install --systemd --listen 0.0.0.0:9095 --token-file /etc/techops/alerts.token
 
 `serve` runs the receiver in the foreground (stop it with SIGTERM or Ctrl-C): POST /alerts
-with `Authorization: Bearer TOKEN`, as Alertmanager's webhook_config sends it. `install`
-writes its systemd service, which gets the token as a credential. See docs/monitoring.md.
+with `Authorization: Bearer TOKEN`, as Alertmanager's webhook_config sends it, and GET
+/metrics with the same token for Prometheus (the last runs, and the jobs of --schedules).
+`install` writes its systemd service, which gets the token as a credential. See
+docs/monitoring.md.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from runner.core.errors import BadOptions
 from runner.ledger.store import ledger_url
 from runner.monitoring import receiver
 from runner.monitoring.unit import UNIT_NAME, ReceiverUnit, absolute_ledger_url, render_unit
+from runner.scheduling.model import MaxIntervals, default_path
 
 COMMAND = Command("alerts", "receive Alertmanager's notifications into the ledger")
 
@@ -59,6 +62,12 @@ def arguments(parser: argparse.ArgumentParser) -> None:
             help="require client certificates signed by this CA (mutual TLS)",
         )
         ledger_option(action)
+    serve.add_argument(
+        "--schedules",
+        metavar="PATH",
+        help="the schedules file whose jobs /metrics reports on (default: TECHOPS_SCHEDULES, "
+        "else schedules.yml at the repository root)",
+    )
     install.add_argument(
         "--systemd", action="store_true", help="render the systemd unit (the only installer)"
     )
@@ -99,6 +108,7 @@ def handle(args: argparse.Namespace) -> int:
             ledger=ledger,
             max_body=args.max_body or receiver.MAX_BODY,
             tls=tls,
+            schedules=MaxIntervals(Path(args.schedules) if args.schedules else default_path()),
         )
         if tls is None and host not in ("127.0.0.1", "::1", "localhost"):
             server.log(

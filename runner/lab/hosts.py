@@ -44,6 +44,7 @@ LAB_HOSTS: tuple[LabHost, ...] = (
     LabHost("app2", ("app", "backup_clients")),
     LabHost("backup1", ("backup_server",)),
     LabHost("standby1", ("dr_standby",)),
+    LabHost("monitor1", ("monitoring",)),
 )
 
 

@@ -1,4 +1,5 @@
-"""The alert receiver: Alertmanager's webhook notifications, appended to the ledger.
+"""The alert receiver: Alertmanager's webhook notifications, appended to the ledger, and
+the ledger's runs and scheduled jobs as metrics for Prometheus.
 
 `techops alerts serve` listens on one address for `POST /alerts` carrying Alertmanager's
 webhook payload (version 4) and turns every alert in it into an incident entry:
@@ -6,7 +7,7 @@ webhook payload (version 4) and turns every alert in it into an incident entry:
 (runner.monitoring.incidents names the incident). What it accepts, and in what order it
 refuses the rest, each refusal writing nothing:
 
-1. one path (404 elsewhere) and one method (405 for the others);
+1. one path (404 elsewhere, /metrics aside) and one method (405 for the others);
 2. `Authorization: Bearer TOKEN`, compared in constant time with the token read once from
    a file at start (401): what Alertmanager's `http_config.authorization.credentials_file`
    sends;
@@ -14,6 +15,16 @@ refuses the rest, each refusal writing nothing:
    has no length to check before reading it);
 4. a body of at most `max_body` bytes, refused with 413 before any of it is read;
 5. JSON in Alertmanager's shape (400), checked whole before anything is written.
+
+`GET /metrics` takes the same token (401 without it; Prometheus' scrape config sends it
+with `authorization: {credentials_file: ...}`), and GET alone (405). It answers in
+Prometheus' text format (version 0.0.4) the last run per playbook and host, and each
+scheduled job's last success and the longest it may go without one
+(runner.monitoring.metrics says what each gauge means). The body is worked out from the
+ledger at most once per `metrics_ttl` seconds, reading only the entries appended since the
+last time; scrapes take none of the slots of `POST /alerts` and never wait on it. A
+schedules file that cannot be read leaves the job metrics out (said once in the log); a
+ledger that cannot be read is a 503.
 
 Notifications repeat by design: Alertmanager re-sends firing alerts every
 `repeat_interval`, retries a notification that failed, and a replayed request carries the
@@ -56,8 +67,10 @@ from runner.core.errors import BadOptions, UserError
 from runner.ledger.redact import Redactor, secret_values
 from runner.ledger.store import AlreadyRecorded, Ledger
 from runner.monitoring.incidents import FIRED, RESOLVED, incident_id
+from runner.monitoring.metrics import CACHE_S, CONTENT_TYPE, JobLimits, Metrics, MetricsUnavailable
 
 PATH = "/alerts"
+METRICS_PATH = "/metrics"
 # Alertmanager's notifications are a few KiB; 256 KiB holds hundreds of alerts.
 MAX_BODY = 256 * 1024
 # Requests reading a body or writing to the ledger at once; more are answered 503.
@@ -371,6 +384,7 @@ class Receiver(ThreadingHTTPServer):
         *,
         token: str,
         writer: IncidentWriter,
+        metrics: Metrics,
         max_body: int = MAX_BODY,
         max_active: int = MAX_ACTIVE,
         tls: ssl.SSLContext | None = None,
@@ -378,6 +392,7 @@ class Receiver(ThreadingHTTPServer):
     ) -> None:
         self.token = token.encode()
         self.writer = writer
+        self.metrics = metrics
         self.max_body = max_body
         self.slots = threading.BoundedSemaphore(max_active)
         self.connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
@@ -446,8 +461,9 @@ def _print(line: str) -> None:
 
 
 class Handler(BaseHTTPRequestHandler):
-    """One request. Every answer is JSON; the log line names the client, method, path
-    (without its query), status and what was recorded, never the token or the body."""
+    """One request. Every answer is JSON but the metrics; the log line names the client,
+    method, path (without its query), status and what was recorded, never the token or
+    the body."""
 
     server: Receiver
     server_version = "techops-alerts"
@@ -478,14 +494,10 @@ class Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------ methods
     def do_POST(self) -> None:
         if self._path() != PATH:
-            self._answer(404, {"error": f"not found: Alertmanager posts to {PATH}"})
+            self._other()
             return
         if not self._authorized():
-            self._answer(
-                401,
-                {"error": "a valid Authorization: Bearer token is required"},
-                {"WWW-Authenticate": 'Bearer realm="techops-alerts"'},
-            )
+            self._unauthorized()
             return
         length = self._length()
         if length is None:
@@ -498,13 +510,38 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             self.server.slots.release()
 
-    def _other(self) -> None:
-        if self._path() != PATH:
-            self._answer(404, {"error": f"not found: Alertmanager posts to {PATH}"})
-        else:
-            self._answer(405, {"error": f"{PATH} takes POST only"}, {"Allow": "POST"})
+    def do_GET(self) -> None:
+        if self._path() != METRICS_PATH:
+            self._other()
+            return
+        if not self._authorized():
+            self._unauthorized()
+            return
+        self._metrics()
 
-    do_GET = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _other
+    def _other(self) -> None:
+        path = self._path()
+        if path == PATH:
+            self._answer(405, {"error": f"{PATH} takes POST only"}, {"Allow": "POST"})
+        elif path == METRICS_PATH:
+            self._answer(405, {"error": f"{METRICS_PATH} takes GET only"}, {"Allow": "GET"})
+        else:
+            self._answer(
+                404,
+                {
+                    "error": f"not found: Alertmanager posts to {PATH}, "
+                    f"Prometheus scrapes {METRICS_PATH}"
+                },
+            )
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _other
+
+    def _unauthorized(self) -> None:
+        self._answer(
+            401,
+            {"error": "a valid Authorization: Bearer token is required"},
+            {"WWW-Authenticate": 'Bearer realm="techops-alerts"'},
+        )
 
     # ------------------------------------------------------------------ checks
     def _path(self) -> str:
@@ -576,6 +613,17 @@ class Handler(BaseHTTPRequestHandler):
             body_read=True,
         )
 
+    def _metrics(self) -> None:
+        """The metrics, worked out now or kept from a scrape a moment ago. A GET carries
+        no body: nothing is left unread."""
+        try:
+            body, worked_out = self.server.metrics.scrape(wait=REQUEST_TIMEOUT_S)
+        except MetricsUnavailable as exc:
+            self._answer(503, {"error": str(exc)}, {"Retry-After": "15"}, body_read=True)
+            return
+        self._outcome = f" metrics={'new' if worked_out else 'kept'} bytes={len(body)}"
+        self._send(200, body, CONTENT_TYPE, body_read=True)
+
     # ------------------------------------------------------------------ answers
     def _answer(
         self,
@@ -586,8 +634,19 @@ class Handler(BaseHTTPRequestHandler):
         body_read: bool = False,
     ) -> None:
         data = (json.dumps(payload) + "\n").encode()
+        self._send(status, data, "application/json", headers, body_read=body_read)
+
+    def _send(
+        self,
+        status: int,
+        data: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+        *,
+        body_read: bool = False,
+    ) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Connection", "close")
         for name, value in (headers or {}).items():
@@ -646,11 +705,22 @@ def make_server(
     max_active: int = MAX_ACTIVE,
     tls: ssl.SSLContext | None = None,
     log: Callable[[str], None] | None = None,
+    schedules: JobLimits | None = None,
+    metrics_ttl: float = CACHE_S,
 ) -> Receiver:
-    """A receiver bound to `address` (port 0: any free port), not yet serving."""
+    """A receiver bound to `address` (port 0: any free port), not yet serving.
+    `schedules` gives the jobs /metrics reports on (without it, no job metrics)."""
     if max_body < 1:
         raise BadOptions(f"--max-body must be at least 1 (got {max_body})")
     redactor = Redactor(secret_values(dict(os.environ)) | {token})
+    say = log or _print
+    metrics = Metrics(
+        ledger,
+        redactor,
+        jobs=schedules,
+        ttl=metrics_ttl,
+        log=lambda line: say(printable(line)),
+    )
     server_class: type[Receiver] = Receiver
     if ":" in address[0]:
         server_class = type("Receiver6", (Receiver,), {"address_family": socket.AF_INET6})
@@ -659,6 +729,7 @@ def make_server(
             address,
             token=token,
             writer=IncidentWriter(ledger, redactor),
+            metrics=metrics,
             max_body=max_body,
             max_active=max_active,
             tls=tls,

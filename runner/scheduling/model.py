@@ -11,7 +11,8 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from itertools import pairwise
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -51,6 +52,16 @@ VAULT_DIR_DEFAULT = "/etc/techops/vault"
 VAULT_LABEL = re.compile(r"^[A-Za-z0-9_.-]+$")
 # Keys whose value is handed on as text (to ansible-playbook or a listing).
 TEXT_KEYS = ("playbook", "inventory", "limit", "tags", "skip_tags", "window")
+# How far ahead a job's starts are walked to find the longest gap between two of them: a
+# year and a month holds every month's length and both DST changes. A job that starts more
+# often than GAP_MAX_STARTS times in that span shows its pattern in fewer starts.
+GAP_HORIZON = timedelta(days=400)
+GAP_MAX_STARTS = 5000
+# What lies between a job's due time and its run's end beyond the misfire grace: the run's
+# length when the job sets no max_runtime, and the time around the run that max_runtime
+# does not count (the gate's decision, reading the inventory, recording the end).
+RUNTIME_ALLOWANCE = timedelta(hours=1)
+START_ALLOWANCE = timedelta(minutes=5)
 
 
 def maintenance() -> ModuleType:
@@ -175,6 +186,58 @@ class Job:
         starts = self.recurrence.previous_starts(at, count=1)
         return starts[0] if starts else None
 
+    def starts_ahead(self, after: datetime) -> list[datetime]:
+        """The job's starts after `after`, as instants (UTC), over GAP_HORIZON or up to
+        the day that reaches GAP_MAX_STARTS starts, whichever ends first: the instants
+        `next_after` gives one by one, found in a fraction of its time (it steps back hours
+        for every start, too slow for a job that starts every few minutes)."""
+        return self._walk(after)[0]
+
+    def _walk(self, after: datetime) -> tuple[list[datetime], datetime]:
+        """starts_ahead, and the instant the walk reached: the horizon's end, or where
+        GAP_MAX_STARTS stopped it. The wall-clock starts are walked a day at a time and
+        placed as the module's DST rule places them (plugins/filter/maintenance.py)."""
+        m = maintenance()
+        tz = self.recurrence.tz
+        day = after.astimezone(tz).replace(tzinfo=None)
+        end = day + GAP_HORIZON
+        walls: list[datetime] = []
+        while day < end and len(walls) < GAP_MAX_STARTS:
+            following = min(day + timedelta(days=1), end)
+            walls += self.recurrence.wall_starts(day, following)
+            day = following
+        # A start in a spring-forward's skipped hour lands on the same instant as one an
+        # hour after it, and a repeated hour's starts happen once: each instant once.
+        instants = {m.utc(m.localize(wall, tz)) for wall in walls}
+        starts = sorted(moment for moment in instants if moment > m.utc(after))
+        return starts, m.utc(m.localize(day, tz))
+
+    def longest_gap(self, after: datetime) -> timedelta | None:
+        """The longest time between two consecutive starts of the job after `after`
+        (starts_ahead); None when it starts fewer than twice in that span. Gaps are elapsed
+        time, DST included: a daily job in a zone that changes has a 23 h and a 25 h gap a
+        year. When GAP_MAX_STARTS ended the walk before the horizon, a change back of the
+        clocks after it (whose repeated hour's starts happen once) may still lengthen a
+        gap by its size, which is added."""
+        starts, walked = self._walk(after)
+        longest = max((later - earlier for earlier, later in pairwise(starts)), default=None)
+        if longest is None:
+            return None
+        horizon = after.astimezone(UTC) + GAP_HORIZON
+        return longest + _largest_change_back(self.recurrence.tz, walked, horizon)
+
+    def max_interval(self, after: datetime) -> timedelta | None:
+        """The longest a job that runs as scheduled goes between two successful runs,
+        from one's end to the next one's: its longest gap between starts, plus how late the
+        gate may still fire it (misfire_grace), plus how long its run may take (max_runtime,
+        else RUNTIME_ALLOWANCE), plus START_ALLOWANCE. Longer without a success, something
+        stopped it. None for a disabled job, or one whose recurrence gives no gap."""
+        gap = self.longest_gap(after) if self.enabled else None
+        if gap is None:
+            return None
+        runtime = self.max_runtime or RUNTIME_ALLOWANCE
+        return gap + self.misfire_grace + runtime + START_ALLOWANCE
+
 
 @dataclass
 class Schedules:
@@ -204,6 +267,54 @@ def default_path() -> Path:
     """schedules.yml at the repository root, or the file TECHOPS_SCHEDULES names."""
     env = os.environ.get("TECHOPS_SCHEDULES")
     return Path(env) if env else repo_root() / DEFAULT_FILE
+
+
+class MaxIntervals:
+    """Each job of a schedules file and its max_interval (None: none), worked out again
+    only when the file changes: walking a year of starts per job is too slow to repeat on
+    every look. The playbooks the jobs name need not exist here (a monitoring host may
+    have none); a file that does not load raises what `load` raises, and is read again
+    on the next call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._known: tuple[tuple[int, int, int], dict[str, timedelta | None]] | None = None
+
+    def __call__(self) -> dict[str, timedelta | None]:
+        before = _signature(self.path)
+        if self._known is not None and before == self._known[0]:
+            return self._known[1]
+        schedules = load(self.path, check_files=False)
+        now = datetime.now(UTC)
+        found = {name: job.max_interval(now) for name, job in schedules.jobs.items()}
+        # Kept only if the file did not change while it was read.
+        if before is not None and _signature(self.path) == before:
+            self._known = (before, found)
+        return found
+
+
+def _largest_change_back(tz: tzinfo, start: datetime, end: datetime) -> timedelta:
+    """The largest step back of the zone's clocks between two instants (none: zero),
+    its offset sampled daily: no zone changes twice in a day."""
+    largest = timedelta(0)
+    moment = start
+    before = moment.astimezone(tz).utcoffset()
+    while moment < end:
+        moment = min(moment + timedelta(days=1), end)
+        after = moment.astimezone(tz).utcoffset()
+        if before is not None and after is not None and after < before:
+            largest = max(largest, before - after)
+        before = after
+    return largest
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    """What changes when a file is rewritten or replaced; None when it cannot be seen."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size, info.st_ino
 
 
 def load(path: Path | None = None, *, check_files: bool = True) -> Schedules:

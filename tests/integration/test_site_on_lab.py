@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from runner.lab.hosts import LAB_HOSTS
 from runner.ledger.store import Ledger
 from tests.helpers import REPO, techops
 
@@ -43,14 +44,14 @@ def test_lab_status_shows_every_host_reachable(lab_inventory):
     proc = techops("lab", "status", "--name", LAB)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = proc.stdout.splitlines()[1:]
-    assert len(rows) == 5
+    assert len(rows) == len(LAB_HOSTS)
     assert all(row.split()[-1] == "ok" for row in rows)
 
 
 def test_inventory_names_the_groups_the_roles_use(lab_inventory):
     inventory = yaml.safe_load(lab_inventory.read_text())
     groups = inventory["all"]["children"]["lab"]["children"]
-    assert {"bastion", "app", "backup_server", "dr_standby"} <= set(groups)
+    assert {"bastion", "app", "backup_server", "dr_standby", "monitoring"} <= set(groups)
 
 
 def test_site_converges_then_changes_nothing(lab_inventory):
@@ -60,11 +61,11 @@ def test_site_converges_then_changes_nothing(lab_inventory):
     second = techops("run", "site", "-i", str(lab_inventory), "--json")
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     stats = _outcome(second)["stats"]
-    assert len(stats) == 5
+    assert len(stats) == len(LAB_HOSTS)
     changed = {host: s.get("changed", 0) for host, s in stats.items() if s.get("changed", 0)}
     assert changed == {}, f"second run of site.yml changed something: {changed}"
     # Live progress reached the terminal stream, with hosts done of total.
-    assert "5/5 hosts" in second.stderr
+    assert f"{len(LAB_HOSTS)}/{len(LAB_HOSTS)} hosts" in second.stderr
     # The repository's callback (ansible.cfg) is found although ansible-runner sets its own
     # callback directory: Ansible warns when an enabled callback cannot be loaded.
     assert "Skipping callback plugin" not in ansible_output(_outcome(second)["run_id"])
@@ -98,7 +99,7 @@ def test_ansible_navigator_runs_the_site_on_the_lab(lab_inventory, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     recap = dict(re.findall(r"^(\S+)\s+: (ok=.*)$", proc.stdout, re.M))
-    assert len(recap) == 5, proc.stdout[-2000:]
+    assert len(recap) == len(LAB_HOSTS), proc.stdout[-2000:]
     for host, counters in recap.items():
         assert "unreachable=0" in counters and "failed=0" in counters, (host, counters)
     assert set(REPO.rglob("*-artifact-*.json")) == before
@@ -138,7 +139,7 @@ def test_the_fast_strategy_runs_the_same_site_and_changes_nothing(lab_inventory)
     proc = techops("run", "site", "-i", str(lab_inventory), "--fast", "--json")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     stats = _outcome(proc)["stats"]
-    assert len(stats) == 5
+    assert len(stats) == len(LAB_HOSTS)
     assert all(s.get("changed", 0) == 0 for s in stats.values()), stats
 
 
@@ -336,3 +337,95 @@ def test_the_access_review_lists_granted_and_revoked_users(lab_inventory, tmp_pa
     assert alice["vpn_peer"] == "present" and alice["vpn_address"]
     assert bob["state"] == "absent" and bob["revoked_by_run"] == revoking_run
     assert bob["totp_enrolled"] is False
+
+
+def _address(lab_inventory: Path, host: str) -> str:
+    inventory = yaml.safe_load(lab_inventory.read_text())
+    for group in inventory["all"]["children"]["lab"]["children"].values():
+        if host in group["hosts"]:
+            return group["hosts"][host]["ansible_host"]
+    raise AssertionError(f"{host} is not in {lab_inventory}")
+
+
+def test_the_automation_key_works_from_the_controller_only(lab_inventory):
+    """The stolen-key case: the lab key, copied to the bastion (which app1's firewall
+    admits, as people jump through it), is refused by sshd's from= on app1; from app2 the
+    firewall does not even answer; from the controller it logs in."""
+    app1 = _address(lab_inventory, "app1")
+    home = techops("lab", "status", "--name", LAB)
+    assert home.returncode == 0 and re.search(r"^app1 .* ok\s*$", home.stdout, re.M), home.stdout
+    key = REPO / ".techops" / "lab" / LAB / "id_ed25519"
+    bastion, app2 = f"{LAB}-bastion1", f"{LAB}-app2"
+    attempt = (
+        "ssh -i /root/stolen-key -o BatchMode=yes -o StrictHostKeyChecking=no "
+        f"-o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 ansible@{app1} true"
+    )
+    try:
+        for container in (bastion, app2):
+            subprocess.run(["podman", "cp", str(key), f"{container}:/root/stolen-key"], check=True)
+            subprocess.run(
+                ["podman", "exec", container, "chmod", "600", "/root/stolen-key"], check=True
+            )
+        stolen = subprocess.run(
+            ["podman", "exec", bastion, "sh", "-c", attempt],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert stolen.returncode == 255 and "Permission denied" in stolen.stderr, stolen.stderr
+        # sshd saw the right key from the wrong place (LogLevel VERBOSE says so).
+        journal = subprocess.run(
+            ["podman", "exec", f"{LAB}-app1", "journalctl", "-u", "ssh", "-n", "200", "--no-pager"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert "not from a permitted host" in journal, journal[-2000:]
+        blocked = subprocess.run(
+            ["podman", "exec", app2, "sh", "-c", attempt],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert blocked.returncode == 255 and "timed out" in blocked.stderr, blocked.stderr
+    finally:
+        for container in (bastion, app2):
+            subprocess.run(
+                ["podman", "exec", container, "rm", "-f", "/root/stolen-key"], check=False
+            )
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"base_automation_key_from": ["192.0.2.7"]}, "base_automation_key_from"),
+        ({"base_sshd_allowed_sources": ["192.0.2.0/24"]}, "base_sshd_allowed_sources"),
+        (
+            {
+                "base_admin_users": [
+                    {"name": "ansible", "ssh_keys": ["{{ techops_lab_automation_key }}"],
+                     "sudo": "nopasswd"},
+                    {"name": "someone", "ssh_keys": ["{{ techops_lab_automation_key }}"],
+                     "sudo": "nopasswd"},
+                ]
+            },
+            "give someone sudo: password",
+        ),
+    ],
+)  # fmt: skip
+def test_data_that_would_lock_the_automation_out_stops_before_any_change(
+    lab_inventory, extra, named
+):
+    before = subprocess.run(
+        ["podman", "exec", f"{LAB}-app1", "cat", "/home/ansible/.ssh/authorized_keys",
+         "/etc/nftables.conf"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    proc = techops(
+        "run", "base", "-i", str(lab_inventory), "--limit", "app1", "--json",
+        "-e", json.dumps(extra),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert named in proc.stderr, proc.stderr[-3000:]
+    stats = _outcome(proc)["stats"]
+    assert stats["app1"].get("changed", 0) == 0 and stats["app1"].get("failures", 0) == 1
+    after = subprocess.run(
+        ["podman", "exec", f"{LAB}-app1", "cat", "/home/ansible/.ssh/authorized_keys",
+         "/etc/nftables.conf"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert after == before

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 
-from tests.helpers import REPO
+from tests.helpers import REPO, techops
 
 from .conftest import LAB, NODE_VENV, download_wheels, sh
 
@@ -35,10 +35,19 @@ def in_container(command: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def deployed(execution_node) -> str:
+def deployed(execution_node, lab_inventory) -> str:
     """techops deployed on backup1 as on a controller: the package in the node's
     virtualenv, the repository's content under /opt/techops, and the collections from
-    PyPI's `ansible` package that the roles use."""
+    PyPI's `ansible` package that the roles use. The lab's hosts then admit backup1 as a
+    controller: its address joins the automation key's from= and sshd's sources."""
+    inventory = yaml.safe_load(lab_inventory.read_text())
+    groups = inventory["all"]["children"]["lab"]["children"]
+    address = groups["backup_server"]["hosts"]["backup1"]["ansible_host"]
+    admitted = techops(
+        "run", "base", "-i", str(lab_inventory),
+        "-e", json.dumps({"techops_lab_execution_nodes": [address]}),
+    )  # fmt: skip
+    assert admitted.returncode == 0, admitted.stdout[-2000:] + admitted.stderr[-2000:]
     wheels = download_wheels(*RUNTIME)
     sh(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO))
     sh("podman", "cp", str(wheels), f"{CONTAINER}:/var/tmp/techops-wheels-2")

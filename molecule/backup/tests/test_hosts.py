@@ -53,7 +53,27 @@ def test_client_timer_has_a_random_delay_and_secrets_are_root_only(host, name):
         secret = host.file(path)
         assert secret.user == "root"
         assert secret.mode == 0o600
-    # Retention is not the client's job: its borgmatic has no retention section.
+    # The format the installed borgmatic expects: in sections before 1.8.0 (Debian 12's
+    # 1.7.7), flat from then on.
+    version = tuple(int(n) for n in host.check_output("borgmatic --version").split(".")[:2])
     config = yaml.safe_load(host.file("/etc/borgmatic/config.yaml").content_string)
+    assert ("location" in config) == (version < (1, 8)), (version, list(config))
+    options = dict(config)
+    for section in ("location", "storage", "hooks"):
+        options.update(config.get(section) or {})
+    # Retention is not the client's job: its borgmatic has no retention options.
     assert "retention" not in config
-    assert config["storage"]["encryption_passcommand"] == "cat /etc/techops-backup/passphrase"
+    assert not [k for k in options if k.startswith("keep_")]
+    assert options["encryption_passcommand"] == "cat /etc/techops-backup/passphrase"
+
+
+def test_client_masks_debians_borgmatic_units(host, name):
+    """Debian's timer would run plain `borgmatic` (prune, compact, check) beside ours."""
+    if name != "backup-app":
+        pytest.skip("client only")
+    shipped = host.check_output("dpkg-query -L borgmatic").splitlines()
+    for unit in ("borgmatic.timer", "borgmatic.service"):
+        # The names are the package's own, so the masks hide real units.
+        assert [p for p in shipped if p.endswith(f"/systemd/system/{unit}")], unit
+        assert host.run(f"systemctl is-enabled {unit}").stdout.strip() == "masked", unit
+        assert not host.service(unit).is_running, unit

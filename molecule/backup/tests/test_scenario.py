@@ -50,7 +50,12 @@ def test_archive_holds_the_manifest_the_database_dump_and_not_the_excluded_path(
     assert listing.returncode == 0, listing.stderr
     paths = set(listing.stdout.split())
     assert "var/lib/techops-backup/manifest/manifest.json" in paths
-    assert "var/lib/techops-backup/borgmatic/postgresql_databases/localhost/appdb" in paths
+    # borgmatic 1.9+ with Borg 1.4+ (Debian 13) stores its dumps at borgmatic/ in the
+    # archive; earlier (Debian 12), under borgmatic_source_directory's own path.
+    assert {
+        "borgmatic/postgresql_databases/localhost/appdb",
+        "var/lib/techops-backup/borgmatic/postgresql_databases/localhost/appdb",
+    } & paths, sorted(paths)
     assert "srv/app/data/blob.bin" in paths
     assert not [p for p in paths if p.startswith("srv/app/tmp/")]
 

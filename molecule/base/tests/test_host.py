@@ -7,7 +7,7 @@ import re
 # As converge.yml sets them.
 TIMEZONE = "Europe/Amsterdam"
 CHRONY_SOURCES = {"127.0.0.1", "127.0.0.2"}
-SUDO_RULES = {"opsadmin": "NOPASSWD: ALL", "ansible": "NOPASSWD: ALL", "auditor": "ALL"}
+SUDO_RULES = {"opsadmin": "ALL", "ansible": "NOPASSWD: ALL", "auditor": "ALL"}
 VALIDATE_HELPER = "/usr/local/libexec/techops/sshd-validate-dropin"
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-techops-base.conf"
 
@@ -43,6 +43,20 @@ def test_authorized_keys_are_exactly_the_declared_ones(host, public_keys):
     content = host.file("/home/opsadmin/.ssh/authorized_keys").content_string
     keys = [line for line in content.splitlines() if line and not line.startswith("#")]
     assert [" ".join(key.split()[:2]) for key in keys] == [public_keys["admin"]]
+
+
+def test_the_automation_key_works_from_the_controller_only(host):
+    content = host.file("/home/ansible/.ssh/authorized_keys").content_string
+    keys = [line for line in content.splitlines() if line and not line.startswith("#")]
+    assert keys and all(re.match(r'^from="[0-9.]+" ssh-ed25519 ', key) for key in keys), keys
+
+
+def test_only_the_automation_account_has_sudo_without_a_password(host):
+    rules = host.check_output("cat /etc/sudoers /etc/sudoers.d/*")
+    nopasswd = [
+        line for line in rules.splitlines() if "NOPASSWD" in line and not line.startswith("#")
+    ]
+    assert nopasswd == ["ansible ALL=(ALL:ALL) NOPASSWD: ALL"]
 
 
 def test_sudo_rules_are_valid_and_are_the_declared_ones(host):

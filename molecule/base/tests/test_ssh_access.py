@@ -23,8 +23,8 @@ def offered_methods(stderr: str) -> str:
     return match.group(1)
 
 
-def test_admin_logs_in_with_key_and_gets_root_without_password(ssh):
-    result = ssh("opsadmin", "sudo", "-n", "id", "-u")
+def test_admin_logs_in_with_key_and_gets_root_with_its_password(ssh):
+    result = ssh("opsadmin", f"echo {OPSADMIN_PASSWORD} | sudo -S -p '' id -u")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0"
 

@@ -77,6 +77,7 @@ def test_inventory_has_the_groups_the_roles_use(tmp_path, monkeypatch):
         "backup_clients",
         "backup_server",
         "dr_standby",
+        "monitoring",
     }
     assert groups["app"]["hosts"] == {
         "app1": {"ansible_host": "10.0.0.3"},

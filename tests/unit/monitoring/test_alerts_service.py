@@ -26,6 +26,7 @@ from runner.core.errors import UserError
 from runner.monitoring.receiver import TOKEN_CREDENTIAL, parse_listen, read_token, tls_context
 from runner.monitoring.unit import ReceiverUnit, render_unit
 from tests.helpers import REPO
+from tests.ledgers import add_run
 from tests.unit.monitoring.alerting import TOKEN, alert, open_ledger, payload, start, stop
 
 
@@ -306,3 +307,69 @@ def test_serve_records_then_stops_gracefully_on_sigterm(tmp_path):
     ledger_handle = open_ledger(tmp_path)
     assert [e.kind for e in ledger_handle.entries()] == ["incident.fired"]
     ledger_handle.close()
+
+
+# ---------------------------------------------------------------------- /metrics
+
+
+def _serve_and_scrape(tmp_path: Path, *options: str, env: dict[str, str]) -> tuple[str, str]:
+    """`techops alerts serve` in a process of its own, scraped twice then stopped: the
+    body of the second scrape and what it printed."""
+    token = token_file(tmp_path)
+    ledger = open_ledger(tmp_path)
+    add_run(ledger, "r1", {"app1": "ok"}, playbook="playbooks/site.yml")
+    ledger.close()
+    argv = ["alerts", "serve", "--listen", "127.0.0.1:0", "--token-file", str(token)]
+    argv += ["--ledger", f"sqlite:///{tmp_path / 'ledger.sqlite3'}", *options]
+    clean = {k: v for k, v in os.environ.items() if k not in ("CREDENTIALS_DIRECTORY", *env)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner.cli", *argv],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**clean, **env},
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        port = int(first.split("127.0.0.1:")[1].split("/")[0])
+        for _ in range(2):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+            response = conn.getresponse()
+            assert response.status == 200
+            body = response.read().decode()
+            conn.close()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    return body, first + out
+
+
+def test_serve_reports_the_jobs_of_the_schedules_file_it_is_given(tmp_path):
+    schedules = tmp_path / "jobs.yml"
+    schedules.write_text(
+        "jobs:\n  - name: nightly\n    playbook: playbooks/site.yml\n"
+        "    cron: '0 2 * * *'\n    changes_hosts: false\n"
+    )
+    # The default is the scheduler's: TECHOPS_SCHEDULES, else the repository's file.
+    body, _ = _serve_and_scrape(tmp_path, env={"TECHOPS_SCHEDULES": str(schedules)})
+    assert 'techops_job_max_interval_seconds{job_name="nightly"} ' in body
+    assert 'techops_run_last_success{playbook="playbooks/site.yml",host="app1"} 1' in body
+
+
+def test_serve_goes_on_without_job_metrics_when_the_schedules_file_is_broken(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text("jobs: [\n")
+    body, out = _serve_and_scrape(
+        tmp_path, "--schedules", str(broken), env={"TECHOPS_SCHEDULES": str(REPO / "nowhere")}
+    )
+    assert "techops_job_" not in body
+    assert 'techops_run_last_success{playbook="playbooks/site.yml",host="app1"} 1' in body
+    said = [line for line in out.splitlines() if "job metrics left out" in line]
+    assert len(said) == 1 and f"schedules: {broken}:" in said[0]

@@ -16,7 +16,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from runner.scheduling.model import load, maintenance
+from runner.core.errors import UserError
+from runner.scheduling import model
+from runner.scheduling.model import (
+    RUNTIME_ALLOWANCE,
+    START_ALLOWANCE,
+    MaxIntervals,
+    load,
+    maintenance,
+)
 from runner.scheduling.units import dst_fires, render_units
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -201,3 +209,77 @@ def test_gaps_are_the_skipped_wall_clock_times():
         (datetime(2026, 10, 4, 2, 0), datetime(2026, 10, 4, 2, 30))
     ]
     assert m.gaps(ZoneInfo("UTC"), utc(2026, 1, 1), utc(2027, 1, 1)) == []
+
+
+# ---------------------------------------------------------------------- the longest gap
+
+
+GAP_CASES = [
+    # A day is 25 hours long on the night clocks go back, 23 on the night they go on.
+    ("Europe/Paris", 'cron: "30 1 * * *"', timedelta(hours=25)),
+    ("UTC", 'cron: "30 1 * * *"', timedelta(days=1)),
+    # A 02:30 start the spring-forward skips fires at 03:30 new time.
+    ("Europe/Paris", 'cron: "30 2 * * *"', timedelta(hours=25)),
+    # The repeated hour's starts happen once: an hour and a half across it (beyond the
+    # starts walked, as the size of the change back).
+    ("Europe/Paris", 'cron: "*/30 * * * *"', timedelta(hours=1, minutes=30)),
+    ("UTC", 'cron: "*/30 * * * *"', timedelta(minutes=30)),
+    ("UTC", 'cron: "*/5 9-17 * * 1-5"', timedelta(hours=63, minutes=5)),
+    # The 1st of every month at 03:00: 31 days after a 31-day month, DST aside.
+    ("Europe/Paris", 'rrule: "FREQ=MONTHLY;BYMONTHDAY=1;BYHOUR=3;BYMINUTE=0"', None),
+]
+
+
+@pytest.mark.parametrize("tz,recurrence,gap", GAP_CASES)
+def test_the_longest_gap_between_starts_is_elapsed_time(tmp_path, tz, recurrence, gap):
+    (job,) = job_file(tmp_path, tz, recurrence).jobs.values()
+    found = job.longest_gap(utc(2026, 1, 7))
+    if gap is None:
+        assert found in (timedelta(days=31), timedelta(days=31, hours=1))
+    else:
+        assert found == gap
+
+
+@pytest.mark.parametrize("tz,recurrence,gap", GAP_CASES)
+@pytest.mark.parametrize("base", [utc(2026, 3, 27, 12), utc(2026, 10, 23, 12)], ids=str)
+def test_the_starts_ahead_are_the_schedulers_own(tmp_path, tz, recurrence, gap, base):
+    (job,) = job_file(tmp_path, tz, recurrence).jobs.values()
+    fires = [moment.astimezone(UTC) for moment in job.next_fires(base, 150)]
+    ahead = job.starts_ahead(base)
+    common = min(len(fires), len(ahead))
+    assert common >= 13  # a year and a month of the monthly job, all 150 of the others
+    assert ahead[:common] == fires[:common]
+
+
+def test_the_max_interval_adds_the_grace_the_run_and_the_start(tmp_path):
+    (job,) = job_file(tmp_path, "UTC", 'cron: "0 3 * * *"').jobs.values()
+    base = utc(2026, 1, 7)
+    expected = timedelta(days=1) + job.misfire_grace + RUNTIME_ALLOWANCE + START_ALLOWANCE
+    assert job.max_interval(base) == expected
+    job.max_runtime = timedelta(hours=2)
+    assert job.max_interval(base) == expected - RUNTIME_ALLOWANCE + timedelta(hours=2)
+    job.enabled = False
+    assert job.max_interval(base) is None
+
+
+def test_a_recurrence_that_starts_once_has_no_gap(tmp_path):
+    (job,) = job_file(
+        tmp_path, "UTC", 'rrule: "FREQ=YEARLY;COUNT=1;BYMONTH=6;BYMONTHDAY=1"'
+    ).jobs.values()
+    assert job.longest_gap(utc(1999, 1, 1)) is None
+    assert job.max_interval(utc(1999, 1, 1)) is None
+
+
+def test_max_intervals_are_worked_out_again_only_when_the_file_changes(tmp_path, monkeypatch):
+    path = tmp_path / "schedules.yml"
+    path.write_text(SCHEDULES.format(tz="UTC", recurrence='cron: "0 3 * * *"'))
+    intervals = MaxIntervals(path)
+    loads = []
+    monkeypatch.setattr(model, "load", lambda *a, **k: loads.append(1) or load(*a, **k))
+    first = intervals()
+    assert intervals() is first and len(loads) == 1
+    path.write_text(SCHEDULES.format(tz="UTC", recurrence='cron: "0 3 * * 1"'))
+    assert intervals()["job"] > first["job"] and len(loads) == 2
+    path.write_text("jobs: [\n")
+    with pytest.raises(UserError):
+        intervals()
