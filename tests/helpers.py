@@ -61,3 +61,35 @@ def container_address(name: str) -> str:
         if network.get("IPAddress"):
             return str(network["IPAddress"])
     raise AssertionError(f"container {name} has no address on a podman network")
+
+
+VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
+
+
+def render_with_ansible(
+    playbook: str, inventory: dict, workdir: Path, extra: dict
+) -> subprocess.CompletedProcess[str]:
+    """Run one of the rendering playbooks of tests/fixtures (roles' templates rendered by
+    Ansible itself, on localhost) with the repository's ansible.cfg. `extra` goes in as
+    extra vars: they outrank the role defaults a rendering playbook loads as vars_files."""
+    (workdir / "inventory.yml").write_text(json.dumps(inventory))
+    return subprocess.run(
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            "-i",
+            str(workdir / "inventory.yml"),
+            str(REPO / playbook),
+            "-e",
+            json.dumps({"ansible_python_interpreter": str(VENV_BIN / "python"), **extra}),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            **os.environ,
+            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            # Rendering is not a run to record.
+            "ANSIBLE_CALLBACKS_ENABLED": "jinja_plugins_preload",
+        },
+    )

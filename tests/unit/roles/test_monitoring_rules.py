@@ -9,7 +9,6 @@ evaluator, on synthetic series). scripts/test fetches promtool from Debian's pac
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -19,9 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import REPO, load_plugin
+from tests.helpers import REPO, load_plugin, render_with_ansible
 
-VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
 INVENTORY = {
     "all": {
         "hosts": {"localhost": {"ansible_connection": "local"}},
@@ -66,29 +64,8 @@ def promtool_path() -> str:
 
 
 def render(tmp: Path, inventory: dict, **extra: object) -> subprocess.CompletedProcess[str]:
-    (tmp / "inventory.yml").write_text(yaml.safe_dump(inventory))
-    return subprocess.run(
-        [
-            str(VENV_BIN / "ansible-playbook"),
-            "-i",
-            str(tmp / "inventory.yml"),
-            str(REPO / "tests/fixtures/monitoring/render.yml"),
-            "-e",
-            f"out={tmp}",
-            "-e",
-            f"ansible_python_interpreter={VENV_BIN / 'python'}",
-            *(["-e", json.dumps(extra)] if extra else []),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            **os.environ,
-            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-            # Rendering is not a run to record.
-            "ANSIBLE_CALLBACKS_ENABLED": "jinja_plugins_preload",
-        },
+    return render_with_ansible(
+        "tests/fixtures/monitoring/render.yml", inventory, tmp, {"out": str(tmp), **extra}
     )
 
 

@@ -23,9 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import REPO
+from tests.helpers import REPO, render_with_ansible
 
-VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
 SCRIPT = REPO / "roles/vpn/files/usr/local/libexec/techops/vpn-metrics"
 RULES = REPO / "roles/monitoring/templates/etc/prometheus/rules/techops.rules.yml.j2"
 NOW = 1_760_000_000
@@ -206,7 +205,6 @@ def alerted_metrics(prefix: str) -> set[str]:
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("metrics")
-    (tmp / "inventory.yml").write_text(yaml.safe_dump(INVENTORY))
     # Extra variables: the roles' defaults are loaded as vars_files, which outrank the
     # inventory's.
     extra = {
@@ -214,28 +212,8 @@ def rendered(tmp_path_factory) -> Path:
         "vpn_users": USERS,
         "vpn_metrics_dir": str(tmp / "textfile") + "/",
         "drill_cases": DRILL_CASES,
-        "ansible_python_interpreter": str(VENV_BIN / "python"),
     }
-    done = subprocess.run(
-        [
-            str(VENV_BIN / "ansible-playbook"),
-            "-i",
-            str(tmp / "inventory.yml"),
-            str(REPO / "tests/fixtures/metrics/render.yml"),
-            "-e",
-            json.dumps(extra),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            **os.environ,
-            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-            # Rendering is not a run to record.
-            "ANSIBLE_CALLBACKS_ENABLED": "jinja_plugins_preload",
-        },
-    )
+    done = render_with_ansible("tests/fixtures/metrics/render.yml", INVENTORY, tmp, extra)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return tmp
 
