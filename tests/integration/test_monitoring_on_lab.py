@@ -164,10 +164,11 @@ def monitored(lab_inventory, tmp_path_factory) -> Iterator[dict[str, Any]]:
         monitor = Monitor(address)
         everyone = {h.name for h in LAB_HOSTS}
         wait_for(
-            "every node exporter scraped and the ledger's metrics up",
+            "every node exporter scraped, the ledger's metrics and the SSH probe up",
             lambda: (
                 set(monitor.values('up{job="node"} == 1')) == everyone
                 and monitor.values('up{job="techops"} == 1')
+                and monitor.values('probe_success{job="ssh"} == 1')
             ),
             timeout=90,
         )
