@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from runner.lab.hosts import LAB_HOSTS
-from tests.helpers import REPO, techops
+from tests.helpers import REPO, container_address, techops
 
 from .conftest import LAB
 
@@ -129,8 +129,7 @@ class Timeline:
 def monitored(lab_inventory, tmp_path_factory) -> Iterator[dict[str, Any]]:
     inventory = yaml.safe_load(lab_inventory.read_text())
     controller = inventory["all"]["vars"]["techops_controller_addresses"][0]
-    groups = inventory["all"]["children"]["lab"]["children"]
-    address = groups["monitoring"]["hosts"]["monitor1"]["ansible_host"]
+    address = container_address(container("monitor1"))
     work = tmp_path_factory.mktemp("monitoring")
     token = work / "token"
     token.write_text(TOKEN + "\n")

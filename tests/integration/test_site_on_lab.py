@@ -14,7 +14,7 @@ import yaml
 
 from runner.lab.hosts import LAB_HOSTS
 from runner.ledger.store import Ledger
-from tests.helpers import REPO, techops
+from tests.helpers import REPO, container_address, techops
 
 from .conftest import LAB, ansible_output
 
@@ -341,19 +341,11 @@ def test_the_access_review_lists_granted_and_revoked_users(lab_inventory, tmp_pa
     assert bob["totp_enrolled"] is False
 
 
-def _address(lab_inventory: Path, host: str) -> str:
-    inventory = yaml.safe_load(lab_inventory.read_text())
-    for group in inventory["all"]["children"]["lab"]["children"].values():
-        if host in group["hosts"]:
-            return group["hosts"][host]["ansible_host"]
-    raise AssertionError(f"{host} is not in {lab_inventory}")
-
-
 def test_the_automation_key_works_from_the_controller_only(lab_inventory):
     """The stolen-key case: the lab key, copied to the bastion (which app1's firewall
     admits, as people jump through it), is refused by sshd's from= on app1; from app2 the
     firewall does not even answer; from the controller it logs in."""
-    app1 = _address(lab_inventory, "app1")
+    app1 = container_address(f"{LAB}-app1")
     home = techops("lab", "status", "--name", LAB)
     assert home.returncode == 0 and re.search(r"^app1 .* ok\s*$", home.stdout, re.M), home.stdout
     key = REPO / ".techops" / "lab" / LAB / "id_ed25519"

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 
-from tests.helpers import REPO, techops
+from tests.helpers import REPO, container_address, techops
 
 from .conftest import LAB, NODE_VENV, download_wheels, sh
 
@@ -40,9 +40,7 @@ def deployed(execution_node, lab_inventory) -> str:
     virtualenv, the repository's content under /opt/techops, and the collections from
     PyPI's `ansible` package that the roles use. The lab's hosts then admit backup1 as a
     controller: its address joins the automation key's from= and sshd's sources."""
-    inventory = yaml.safe_load(lab_inventory.read_text())
-    groups = inventory["all"]["children"]["lab"]["children"]
-    address = groups["backup_server"]["hosts"]["backup1"]["ansible_host"]
+    address = container_address(CONTAINER)
     admitted = techops(
         "run", "base", "-i", str(lab_inventory),
         "-e", json.dumps({"techops_lab_execution_nodes": [address]}),
