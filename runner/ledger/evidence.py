@@ -12,7 +12,8 @@ hands it over (a templated value keeps its native type: a number stays a number)
 - `access`: roles/vpn/tasks/evidence.yml and roles/mfa/tasks/evidence.yml, merged per host
   by the recorder (each role adds its own part: `vpn`, or `automation_exemption` and `mfa`);
 - `base`: roles/base/tasks/evidence.yml;
-- `backup_rollback`: playbooks/backup_rollback.yml.
+- `backup_rollback`: playbooks/backup_rollback.yml;
+- `backup_maintain`: playbooks/backup_maintain.yml.
 
 tests/unit/ledger/test_evidence_schema.py reads those files and fails when one publishes
 a key or a type its declaration does not have, so that a role and its declaration cannot
@@ -239,6 +240,42 @@ BACKUP = record(
         "paths": TEXTS,
         "databases": TEXTS,
         "retention": record({"daily": integer(), "weekly": integer(), "monthly": integer()}),
+        # Every archive in the repository, oldest first: what the maintenance compares the
+        # repository with before it prunes (runner/reports/archives.py). Absent in records
+        # made before it was published.
+        "listing": Items(record({"name": text(), "id": text()})),
+    },
+    optional=("listing",),
+)
+
+_RETENTION = record({"daily": integer(), "weekly": integer(), "monthly": integer()})
+_ARCHIVES = Items(record({"name": text(), "id": text(), "time": text()}))
+
+# playbooks/backup_maintain.yml: retention and compaction of one client's repository, run
+# from the controller, refused over archives that vanished without a prune of ours.
+BACKUP_MAINTAIN = record(
+    {
+        "client": text(),
+        "server": text(),
+        "repository": text(),
+        "check_mode": boolean(),
+        # The maintenance run the comparison started from; null: none on record yet.
+        "baseline_run": text(nullable=True),
+        # How many archives the ledger had seen since, and the runs that listed them.
+        "expected": integer(),
+        "seen_in_runs": TEXTS,
+        "before": _ARCHIVES,
+        "vanished": Items(record({"name": text(), "id": text()})),
+        "unexplained": TEXTS,
+        # Vanished archives an operator explained, and why (null: none explained).
+        "accepted": TEXTS,
+        "accepted_reason": text(nullable=True),
+        "refused": boolean(),
+        "pruned": TEXTS,
+        "after": _ARCHIVES,
+        "compacted": boolean(),
+        "freed": text(nullable=True),
+        "retention": _RETENTION,
     }
 )
 
@@ -381,6 +418,7 @@ AREAS: Mapping[str, Spec] = {
     "access": ACCESS,
     "base": BASE,
     "backup_rollback": BACKUP_ROLLBACK,
+    "backup_maintain": BACKUP_MAINTAIN,
 }
 
 

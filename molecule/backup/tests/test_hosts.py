@@ -20,8 +20,26 @@ def test_server_key_is_forced_to_append_only_borg_serve(host, name):
     assert client_keys[0].startswith(
         'command="borg serve --append-only --restrict-to-path /srv/borg/backup-app",restrict '
     )
+    # The controller's maintenance key: this repository only, not append-only, and from the
+    # controller's address only.
+    maintenance = [k for k in keys if "techops-maintain@backup-app" in k]
+    assert len(maintenance) == 1
+    assert maintenance[0].startswith(
+        'command="borg serve --restrict-to-repository /srv/borg/backup-app/repo",restrict,from="'
+    ), maintenance[0]
+    assert "--append-only" not in maintenance[0]
     # The drill's temporary key was revoked by the drill's cleanup (or never added).
     assert not [k for k in keys if "techops-dr-drill" in k]
+
+
+def test_server_holds_no_passphrase(host, name):
+    if name != "backup-server":
+        pytest.skip("server only")
+    found = host.run(
+        "grep -rIl --exclude-dir=proc -e molecule-only-passphrase /etc /srv /root /home /var/lib"
+    )
+    assert found.rc == 1, found.stdout  # 1: nothing found
+    assert not host.file("/etc/techops-backup/server").exists
 
 
 def test_server_lets_borg_in_with_a_key_alone(host, name):
@@ -35,12 +53,15 @@ def test_server_lets_borg_in_with_a_key_alone(host, name):
     assert "permittty yes" in others
 
 
-def test_server_maintenance_and_verification_timers(host, name):
+def test_server_checks_repositories_and_no_longer_prunes(host, name):
     if name != "backup-server":
         pytest.skip("server only")
-    for timer in ("techops-borg-maintain@backup-app.timer", "techops-borg-verify@backup-app.timer"):
-        assert host.service(timer).is_enabled
-        assert host.service(timer).is_running
+    timer = host.service("techops-borg-check@backup-app.timer")
+    assert timer.is_enabled
+    assert timer.is_running
+    # Retention and compaction run from the controller only (backup_maintain.yml).
+    units = host.check_output("systemctl list-unit-files --no-legend 'techops-borg-*'")
+    assert "maintain" not in units and "verify" not in units, units
 
 
 def test_client_timer_has_a_random_delay_and_secrets_are_root_only(host, name):

@@ -9,7 +9,16 @@ from __future__ import annotations
 import datetime
 import re
 
-from conftest import APP, REPOSITORY, SERVER, STANDBY, archive_names, client_borg, sh
+from conftest import (
+    APP,
+    EPHEMERAL,
+    REPOSITORY,
+    SERVER,
+    STANDBY,
+    archive_names,
+    client_borg,
+    sh,
+)
 
 # As prepare.yml made them: files under /srv/app (not /srv/app/tmp) and the unit file.
 SAVED_FILES = 5
@@ -203,17 +212,91 @@ def test_client_deletes_are_kept_by_append_only_and_rolled_back(playbook):
     assert restored.stdout == source
 
 
-def test_server_applies_retention_and_compacts():
-    """Retention runs on the server: the day's archives are thinned to its newest one."""
+def segments() -> str:
+    """The repository's segment files with their sizes: what a compaction rewrites."""
+    listing = sh(
+        SERVER, "cd /srv/borg/backup-app/repo && find data -type f -printf '%p %s\\n' | sort"
+    )
+    assert listing.returncode == 0, listing.stderr
+    return listing.stdout
+
+
+def test_server_cannot_read_the_archives():
+    """The server holds the repositories but no passphrase: it cannot list an archive."""
+    listed = sh(
+        SERVER,
+        "cd /srv/borg && runuser -u borg -- env BORG_PASSPHRASE= "
+        "BORG_RELOCATED_REPO_ACCESS_IS_OK=no borg list /srv/borg/backup-app/repo",
+    )
+    assert listed.returncode != 0, listed.stdout
+    assert "passphrase" in listed.stderr.lower(), listed.stderr
+    # ... while its own check, which needs no key, passes.
+    check = sh(SERVER, "runuser -u borg -- /usr/local/sbin/techops-borg-admin check backup-app")
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_maintenance_refuses_to_compact_over_a_clients_deletion_and_rollback_recovers(recorded):
+    """Retention runs from the controller. A client deleting archives with its own key stops
+    the next maintenance before it compacts; the rollback brings the archives back, and the
+    maintenance goes on."""
+    # A backup on the record, then the first maintenance: the day's archives thinned to one.
+    backup = recorded("backup", *BACKUP_NOW)
+    assert backup.rc == 0, backup.messages() or backup.output[-3000:]
     names = archive_names()
     assert len(names) >= 2
-    maintain = sh(
-        SERVER, "runuser -u borg -- /usr/local/sbin/techops-borg-admin maintain backup-app"
+    first = recorded("backup_maintain")
+    assert first.rc == 0, first.messages() or first.output[-3000:]
+    evidence = first.evidence(APP)["backup_maintain"]
+    assert evidence["refused"] is False
+    assert evidence["compacted"] is True
+    assert evidence["pruned"] == names[:-1]
+    assert [a["name"] for a in evidence["after"]] == [names[-1]] == archive_names()
+
+    # Another backup, on the record; then the client deletes it with its append-only key.
+    backup = recorded("backup", *BACKUP_NOW)
+    assert backup.rc == 0, backup.messages() or backup.output[-3000:]
+    newest = archive_names()[-1]
+    assert newest != names[-1]
+    deleted = client_borg(f"delete {REPOSITORY}::{newest}")
+    assert deleted.returncode == 0, deleted.stderr
+    assert newest not in archive_names()
+    stored = segments()
+
+    # The scheduled maintenance refuses: nothing pruned, nothing compacted, the run fails on
+    # the record and says how to recover.
+    refused = recorded("backup_maintain")
+    assert refused.rc != 0
+    assert refused.status == "failed"
+    evidence = refused.evidence(APP)["backup_maintain"]
+    assert evidence["refused"] is True
+    assert evidence["unexplained"] == [newest]
+    assert evidence["pruned"] == [] and evidence["compacted"] is False
+    assert newest in refused.messages() and "backup_rollback.yml" in refused.messages()
+    assert segments() == stored
+
+    # The rollback undoes the client's deletion (and not the maintenance before it) ...
+    rollback = recorded(
+        "backup_rollback",
+        "-e",
+        "backup_rollback_client=backup-app",
+        "-e",
+        "backup_rollback_dry_run=false",
     )
-    assert maintain.returncode == 0, maintain.stdout + maintain.stderr
-    assert "maintain of /srv/borg/backup-app/repo passed" in maintain.stdout
-    # All archives were made today; the scenario keeps one daily, no weekly or monthly.
-    assert archive_names() == [names[-1]]
+    assert rollback.rc == 0, rollback.messages() or rollback.output[-3000:]
+    assert archive_names() == [names[-1], newest]
+    restored = client_borg(f"extract --dry-run {REPOSITORY}::{newest}")
+    assert restored.returncode == 0, restored.stderr
+
+    # ... and the next maintenance passes: the deleted archive is back, the older one pruned.
+    again = recorded("backup_maintain")
+    assert again.rc == 0, again.messages() or again.output[-3000:]
+    evidence = again.evidence(APP)["backup_maintain"]
+    assert evidence["refused"] is False and evidence["vanished"] == []
+    assert evidence["pruned"] == [names[-1]]
+    assert archive_names() == [newest]
+
+    # The passphrase reached no record: the canary is nowhere in the scenario's ledger.
+    assert b"molecule-only-passphrase" not in (EPHEMERAL / "ledger.sqlite3").read_bytes()
 
 
 def test_corrupted_segment_fails_the_check_and_the_drill(recorded):

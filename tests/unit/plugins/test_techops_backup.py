@@ -218,6 +218,63 @@ def test_a_delete_in_the_first_transaction_cannot_be_rolled_back():
         utils.plan_rollback([(2, "t1")], {1: {1: 2}, 2: {2: 1}})
 
 
+# After 8, the controller's maintenance pruned (9) and committed in normal mode (10), which
+# borg does not log; then a logged create (13) and a client's delete (15).
+MAINTAINED = {
+    **{n: tags for n, tags in SEGMENTS.items() if n <= 8},
+    9: {1: 8, 0: 1},
+    10: {2: 1},
+    11: {0: 3, 1: 1},
+    13: {2: 1},
+    14: {1: 13},
+    15: {2: 1},
+}
+MAINTAINED_LOG = [(5, "t1"), (8, "t2"), (13, "t3"), (15, "t4")]
+
+
+def test_the_maintenances_own_deletes_are_not_rolled_back():
+    plan = utils.plan_rollback(MAINTAINED_LOG, MAINTAINED)
+    assert plan["last_good"] == 13
+    assert plan["segments"] == [14, 15]
+    assert plan["dropped"] == [(15, "t4")]
+    # Without the client's delete there is nothing to roll back: the prune was ours.
+    assert utils.plan_rollback(MAINTAINED_LOG[:3], MAINTAINED)["last_good"] is None
+
+
+def test_a_rollback_never_goes_back_past_the_maintenances_compaction():
+    with pytest.raises(ValueError, match="older than the maintenance's commit 10"):
+        utils.plan_rollback(MAINTAINED_LOG, MAINTAINED, to=8)
+    plan = utils.plan_rollback(MAINTAINED_LOG, MAINTAINED, to=10)
+    assert plan["segments"] == [11, 13, 14, 15]
+    assert plan["dropped"] == [(13, "t3"), (15, "t4")]
+
+
+def test_a_client_delete_right_after_the_maintenance_goes_back_to_it():
+    log = [(5, "t1"), (8, "t2"), (12, "t3")]
+    segments = {**{n: t for n, t in MAINTAINED.items() if n <= 10}, 11: {1: 5}, 12: {2: 1}}
+    plan = utils.plan_rollback(log, segments)
+    assert plan["last_good"] == 10
+    assert plan["segments"] == [11, 12]
+    assert plan["dropped"] == [(12, "t3")]
+
+
+def test_vanished_archives_match_by_id_then_by_name():
+    current = [{"name": "a-1", "id": "11"}, {"name": "a-3", "id": "33"}]
+    expected = [
+        {"name": "a-1", "id": "11"},
+        {"name": "a-2", "id": "22"},  # deleted
+        {"name": "a-3", "id": "99"},  # deleted, and a new archive made under its name
+        {"name": "a-1"},  # an older record without ids: by name
+    ]
+    assert utils.vanished_archives(expected, current) == [
+        {"name": "a-2", "id": "22"},
+        {"name": "a-3", "id": "99"},
+    ]
+    assert utils.vanished_archives([], current) == []
+    with pytest.raises(ValueError, match="needs a name"):
+        utils.vanished_archives([{"id": "11"}], current)
+
+
 def test_repository_id_is_read_from_the_config():
     assert utils.read_repository_id("[repository]\nversion = 1\nid = abc123\n") == "abc123"
 
@@ -225,7 +282,9 @@ def test_repository_id_is_read_from_the_config():
 # --- The modules load, and their documentation parses -----------------------------------------
 
 
-@pytest.mark.parametrize("name", ["borg_archives", "backup_manifest_verify", "borg_repo_rollback"])
+@pytest.mark.parametrize(
+    "name", ["borg_archives", "backup_manifest_verify", "borg_repo_rollback", "borg_maintain"]
+)
 def test_module_documentation_is_yaml(name, monkeypatch):
     import yaml
 

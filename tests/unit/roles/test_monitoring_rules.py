@@ -265,22 +265,6 @@ def cases(rules: list[dict]) -> list[dict]:
                     {"instance": "backup1", "job": "node", "repository": "app2"},
                     "1x40",
                 ),
-                # The full data verification of app3's repository failed; its check passed.
-                series(
-                    "techops_backup_check_success",
-                    {"instance": "backup1", "job": "node", "repository": "app3"},
-                    "1x40",
-                ),
-                series(
-                    "techops_backup_verify_success",
-                    {"instance": "backup1", "job": "node", "repository": "app3"},
-                    "0x40",
-                ),
-                series(
-                    "techops_backup_verify_success",
-                    {"instance": "backup1", "job": "node", "repository": "app2"},
-                    "1x40",
-                ),
                 series("techops_drill_success", {**app1, "system": "app1"}, "0x40"),
                 series("techops_vpn_peer_expected", {**app1, "peer": "alice"}, "1x40"),
                 series(
@@ -323,7 +307,6 @@ def cases(rules: list[dict]) -> list[dict]:
                     "TechopsBackupCheckFailed",
                     "1m",
                     {"instance": "backup1", "job": "node", "repository": "app1"},
-                    {"instance": "backup1", "job": "node", "repository": "app3"},
                 ),
                 firing(rules, "TechopsDrillFailed", "1m", {**app1, "system": "app1"}),
                 silent("TechopsVpnPeerDown", "4m"),

@@ -13,8 +13,15 @@ ROLES = sorted(p.parent.parent for p in (REPO / "roles").glob("*/defaults/main.y
 
 
 def _spec(role: Path) -> dict:
+    """The options of every entry point (main, and e.g. the backup role's maintain); an
+    option two entry points share must be declared alike in both."""
     spec = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())
-    return spec["argument_specs"]["main"]["options"]
+    options: dict = {}
+    for entry, declared in spec["argument_specs"].items():
+        for name, option in (declared.get("options") or {}).items():
+            assert options.get(name, option) == option, f"{name} differs in entry point {entry}"
+            options[name] = option
+    return options
 
 
 @pytest.mark.parametrize("role", ROLES, ids=[r.name for r in ROLES])

@@ -65,6 +65,24 @@ def latest_archive(archives, prefix=""):
     return matching[-1] if matching else None
 
 
+def vanished_archives(expected, current):
+    """The archives of `expected` ({name, id}) that `current` no longer holds, in order.
+
+    One with an id matches by id only: a new archive made under a deleted one's name does
+    not stand in for it. One without an id (an older record) matches by name.
+    """
+    ids = {a.get("id") for a in current if a.get("id")}
+    names = {a.get("name") for a in current}
+    gone = []
+    for archive in expected:
+        if not isinstance(archive, dict) or not archive.get("name"):
+            raise ValueError("each archive needs a name: %r" % (archive,))
+        present = archive["id"] in ids if archive.get("id") else archive["name"] in names
+        if not present:
+            gone.append({"name": archive["name"], "id": archive.get("id") or ""})
+    return gone
+
+
 def archive_stats_from_info_json(text):
     """Files and sizes of the one archive in `borg info --json REPO::NAME`."""
     data = json.loads(text)
@@ -169,6 +187,8 @@ TAG_COMMIT = 2
 SEGMENT_MAGIC = b"BORG_SEG"
 _ENTRY_HEADER = struct.Struct("<IIB")
 MANIFEST_DELETES_PER_CREATE = 1
+# The time shown for a commit made in normal mode, which borg does not log (plan_rollback).
+UNLOGGED = "unlogged (a maintenance in normal mode)"
 _TRANSACTION_LINE = re.compile(r"^transaction (\d+), UTC time (\S+)")
 
 
@@ -209,7 +229,24 @@ def plan_rollback(transactions, segments, to=None, after=0):
     append-only key). Every `borg create` deletes exactly one entry, the previous manifest;
     deleting an archive deletes at least its metadata too.
     Returns {last_good, dropped: [(id, time)], segments: [numbers to remove], reason}.
+
+    borg logs a transaction only in append-only mode. A commit in a segment whose number
+    is not in the log was made in normal mode: the controller's maintenance (prune and
+    compaction). Its deletions are ours, and its compaction may have removed segments from
+    before it, so the last such commit is a floor: a good transaction (UNLOGGED) that
+    deletions up to it do not count against, and that a rollback never goes back past.
     """
+    logged = {tid for tid, _when in transactions}
+    unlogged = (n for n, tags in segments.items() if tags.get(TAG_COMMIT) and n not in logged)
+    floor = max(unlogged, default=0)
+    if floor:
+        transactions = sorted([*list(transactions), (floor, UNLOGGED)])
+        if to is not None and to < floor:
+            raise ValueError(
+                "transaction %d is older than the maintenance's commit %d, whose compaction "
+                "removed the segments a rollback to it would need" % (to, floor)
+            )
+        after = max(after, floor)
     ids = [tid for tid, _when in transactions]
     if to is not None:
         if to not in ids:
@@ -236,7 +273,7 @@ def plan_rollback(transactions, segments, to=None, after=0):
             previous = tid
         if last_good is None:
             return {"last_good": None, "dropped": [], "segments": [], "reason": reason}
-    dropped = [(tid, when) for tid, when in transactions if tid > last_good]
+    dropped = [(tid, when) for tid, when in transactions if tid > last_good and when != UNLOGGED]
     remove = sorted(n for n in segments if n > last_good)
     return {"last_good": last_good, "dropped": dropped, "segments": remove, "reason": reason}
 

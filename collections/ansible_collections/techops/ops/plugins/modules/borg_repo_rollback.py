@@ -25,8 +25,12 @@ description:
   - Clients that used the repository afterwards keep a cache and a security record that now
     look newer than the repository; remove them
     (C(~/.cache/borg/ID), C(~/.config/borg/security/ID)).
-  - Run it only when nothing uses the repository (it refuses while a lock is held), and never
-    after a compaction in normal mode, which makes deletions permanent.
+  - Run it only when nothing uses the repository (it refuses while a lock is held).
+  - borg logs transactions only in append-only mode. A commit that is not in the log was
+    made in normal mode (the controller's prune and compaction); the last one is a floor.
+    Deletions up to it are the maintenance's own, and the rollback never goes back past it,
+    since its compaction removed the segments from before it (and made earlier deletions
+    permanent).
 version_added: "1.0.0"
 author:
   - TechOps (!UNKNOWN)
