@@ -13,7 +13,8 @@ hands it over (a templated value keeps its native type: a number stays a number)
   by the recorder (each role adds its own part: `vpn`, or `automation_exemption` and `mfa`);
 - `base`: roles/base/tasks/evidence.yml;
 - `backup_rollback`: playbooks/backup_rollback.yml;
-- `backup_maintain`: playbooks/backup_maintain.yml.
+- `backup_maintain`: playbooks/backup_maintain.yml;
+- `hardening`: roles/hardening/tasks/evidence.yml.
 
 tests/unit/ledger/test_evidence_schema.py reads those files and fails when one publishes
 a key or a type its declaration does not have, so that a role and its declaration cannot
@@ -411,6 +412,60 @@ BACKUP_ROLLBACK = record(
     }
 )
 
+# roles/hardening/tasks/evidence.yml: the OS baseline a host enforces, and what it skipped.
+HARDENING = record(
+    {
+        "check_mode": boolean(),
+        "in_container": boolean(),
+        "sysctl": record(
+            {
+                "file": text(),
+                "settings": Names(Value(("integer", "text"))),
+                "set_live_now": TEXTS,
+                "not_settable_here": TEXTS,
+                "unknown_to_kernel": TEXTS,
+            }
+        ),
+        "core_dumps_disabled": boolean(),
+        "login_defs": record(
+            {
+                "umask": text(),
+                "encrypt_method": text(choices=("YESCRYPT", "SHA512")),
+                "pass_max_days": integer(),
+                "pass_min_days": integer(),
+                "pass_warn_age": integer(),
+            }
+        ),
+        "password_aging": record({"existing_accounts": boolean(), "aged": TEXTS, "exempt": TEXTS}),
+        "pam": record(
+            {
+                "pwquality": Names(Value(("integer", "boolean", "text"))),
+                "faillock_deny": integer(),
+                "faillock_unlock_time": integer(),
+                "faillock_fail_interval": integer(),
+                "faillock_even_deny_root": boolean(),
+                "profiles": TEXTS,
+                "protected_accounts": TEXTS,
+            }
+        ),
+        "auditd": record(
+            {
+                "enabled": boolean(),
+                "rules_file": text(),
+                "loaded": boolean(),
+                "watch_keys": TEXTS,
+                "syscall_keys": TEXTS,
+            }
+        ),
+        "cron_allow": TEXTS,
+        "at_allow": TEXTS,
+        "file_permissions": record({"enforced": TEXTS, "absent": TEXTS}),
+        "modules": record({"disabled": TEXTS, "still_loaded": TEXTS}),
+        "needrestart_restart": text(choices=("l", "i", "a")),
+        "skipped": Items(record({"control": text(), "reason": text()})),
+    }
+)
+
 AREAS: Mapping[str, Spec] = {
     "patch": PATCH,
     "backup": BACKUP,
@@ -419,6 +474,7 @@ AREAS: Mapping[str, Spec] = {
     "base": BASE,
     "backup_rollback": BACKUP_ROLLBACK,
     "backup_maintain": BACKUP_MAINTAIN,
+    "hardening": HARDENING,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -26,11 +27,31 @@ def ansible_output(run_id: str) -> str:
     return "\n".join(json.loads(f.read_text()).get("stdout", "") for f in files)
 
 
+def lynis_index(container: str) -> int:
+    """An independent scanner's rating of a lab host: lynis's hardening index (Debian's
+    lynis, installed on the host when missing; a quick, non-interactive audit)."""
+    scan = subprocess.run(
+        ["podman", "exec", container, "sh", "-c",
+         "command -v lynis >/dev/null || { apt-get update -qq && "
+         "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lynis >/dev/null; } && "
+         "lynis audit system --quick --no-colors"],
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    found = re.search(r"Hardening index : (\d+)", scan.stdout)
+    assert scan.returncode == 0 and found, scan.stdout[-2000:] + scan.stderr[-2000:]
+    return int(found[1])
+
+
+# Lynis's index of app1 as `techops lab up` made it, before any playbook ran.
+SCANNED_BEFORE_SITE: dict[str, int] = {}
+
+
 @pytest.fixture(scope="session")
 def lab_inventory() -> Path:
     if shutil.which("podman") is None:
         pytest.skip("podman is not installed: run scripts/setup as root to enable the lab tests")
     techops("lab", "up", "--name", LAB, check=True)
+    SCANNED_BEFORE_SITE["app1"] = lynis_index(f"{LAB}-app1")
     yield REPO / "inventories" / "lab" / f"hosts-{LAB}.yml"
     techops("lab", "down", "--name", LAB, check=True)
 

@@ -16,7 +16,11 @@ from runner.lab.hosts import LAB_HOSTS
 from runner.ledger.store import Ledger
 from tests.helpers import REPO, container_address, techops
 
-from .conftest import LAB, ansible_output
+from .conftest import LAB, SCANNED_BEFORE_SITE, ansible_output, lynis_index
+
+# The least rise of lynis's index that site.yml must bring (measured: see the closing notes;
+# one point of slack for lynis's own variation between runs).
+SCANNER_MIN_GAIN = 4
 
 
 def _outcome(proc) -> dict:
@@ -76,6 +80,17 @@ def test_site_converges_then_changes_nothing(lab_inventory):
         assert "**redacted**" not in run.stderr, [
             line for line in run.stderr.splitlines() if "**redacted**" in line
         ][:5]
+
+
+def test_an_independent_scanner_rates_a_host_higher_after_the_site(lab_inventory):
+    """lynis, run on app1 as `techops lab up` made it and again after site.yml converged
+    (the test above): the baseline raises its hardening index. In a container lynis still
+    misses what cannot apply there (live kernel settings, auditd), so the rise is smaller
+    than on a real host."""
+    before = SCANNED_BEFORE_SITE["app1"]
+    after = lynis_index(f"{LAB}-app1")
+    print(f"\nlynis hardening index of app1: {before} before site.yml, {after} after")
+    assert after >= before + SCANNER_MIN_GAIN, (before, after)
 
 
 def test_ansible_navigator_runs_the_site_on_the_lab(lab_inventory, tmp_path):
@@ -192,6 +207,66 @@ def test_a_backup_then_a_drill_feed_the_compliance_and_access_reports(lab_invent
     exemption = access["automation_exemptions"]["bastion1"]
     assert exemption["user"] == "ansible"
     assert exemption["addresses"]
+
+
+def test_retention_runs_from_the_controller_and_nowhere_else(lab_inventory, tmp_path):
+    """The compromised-server and compromised-client cases on the lab: backup1 holds no
+    passphrase and cannot list an archive; the controller's maintenance key for app1's
+    repository, copied to app1, is refused there; from the controller the maintenance
+    prunes and compacts, recorded with what it pruned."""
+    server = f"{LAB}-backup1"
+    found = subprocess.run(
+        ["podman", "exec", server, "sh", "-c",
+         "grep -rIl -e lab-only-borg-passphrase /etc /srv /root /home /var/lib; "
+         "cd /srv/borg && runuser -u borg -- env BORG_PASSPHRASE= "
+         "BORG_RELOCATED_REPO_ACCESS_IS_OK=no borg list /srv/borg/app1/repo"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert found.stdout.strip() == "", found.stdout  # no file holds it, no archive is listed
+    assert found.returncode != 0 and "passphrase" in found.stderr.lower(), found.stderr
+
+    key = Path(os.environ["HOME"]) / ".ssh" / "techops-borg" / "backup1_app1"
+    assert key.exists(), f"site.yml made no maintenance key at {key}"
+    backup1 = container_address(server)
+    attempt = (
+        "chmod 600 /root/maintenance-key; "
+        "ssh -i /root/maintenance-key -o IdentitiesOnly=yes -o BatchMode=yes "
+        "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 "
+        f"borg@{backup1} borg serve"
+    )
+    try:
+        subprocess.run(["podman", "cp", str(key), f"{LAB}-app1:/root/maintenance-key"], check=True)
+        stolen = subprocess.run(
+            ["podman", "exec", f"{LAB}-app1", "sh", "-c", attempt],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert stolen.returncode == 255 and "Permission denied" in stolen.stderr, stolen.stderr
+    finally:
+        subprocess.run(
+            ["podman", "exec", f"{LAB}-app1", "rm", "-f", "/root/maintenance-key"], check=False
+        )
+
+    ledger = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    backup = techops(
+        "run", "backup", "-i", str(lab_inventory), "-e", "backup_run_now=true",
+        "--tags", "backup_run,backup_evidence", "--ledger", ledger, "--json",
+    )  # fmt: skip
+    assert backup.returncode == 0, backup.stderr[-3000:]
+    maintain = techops(
+        "run", "backup_maintain", "-i", str(lab_inventory), "--ledger", ledger, "--json"
+    )
+    assert maintain.returncode == 0, maintain.stdout[-3000:] + maintain.stderr[-3000:]
+    runs = json.loads(techops("runs", "--json", "--ledger", ledger, check=True).stdout)
+    run = next(r for r in runs if r["run_id"] == _outcome(maintain)["run_id"])
+    evidence = run["end"]["evidence"]["app1"]["backup_maintain"]
+    assert evidence["refused"] is False and evidence["vanished"] == [], evidence
+    assert evidence["compacted"] is True
+    # Every archive the backup run listed was there; none but the retention's went.
+    listed = next(r for r in runs if r["run_id"] == _outcome(backup)["run_id"])
+    names = [a["name"] for a in listed["end"]["evidence"]["app1"]["backup"]["listing"]]
+    assert [a["name"] for a in evidence["before"]] == names, evidence
+    kept = [a["name"] for a in evidence["after"]]
+    assert sorted(kept + evidence["pruned"]) == sorted(names)
 
 
 def test_the_scheduler_fires_patching_and_the_drill_through_the_gate(lab_inventory, tmp_path):
