@@ -416,6 +416,35 @@ def test_the_access_review_lists_granted_and_revoked_users(lab_inventory, tmp_pa
     assert bob["totp_enrolled"] is False
 
 
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"hardening_faillock_deny": 1}, "hardening_faillock_deny"),
+        ({"hardening_faillock_unlock_time": 0}, "hardening_faillock_unlock_time"),
+    ],
+)
+def test_a_hardening_setting_that_could_lock_accounts_out_stops_before_any_change(
+    lab_inventory, extra, named
+):
+    before = subprocess.run(
+        ["podman", "exec", f"{LAB}-app1", "cat", "/etc/security/faillock.conf"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    proc = techops(
+        "run", "hardening", "-i", str(lab_inventory), "--limit", "app1", "--json",
+        "-e", json.dumps(extra),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert named in proc.stderr, proc.stderr[-3000:]
+    stats = _outcome(proc)["stats"]
+    assert stats["app1"].get("changed", 0) == 0 and stats["app1"].get("failures", 0) == 1
+    after = subprocess.run(
+        ["podman", "exec", f"{LAB}-app1", "cat", "/etc/security/faillock.conf"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert after == before
+
+
 def test_the_automation_key_works_from_the_controller_only(lab_inventory):
     """The stolen-key case: the lab key, copied to the bastion (which app1's firewall
     admits, as people jump through it), is refused by sshd's from= on app1; from app2 the
