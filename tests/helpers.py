@@ -93,3 +93,42 @@ def render_with_ansible(
             "ANSIBLE_CALLBACKS_ENABLED": "jinja_plugins_preload",
         },
     )
+
+
+# How the tests' OpenSSH client reaches a throwaway instance: no configuration file, no host
+# key records (instances are new every time), a short connect timeout, quiet.
+SSH_BASE_OPTIONS = [
+    "-F", "/dev/null",
+    "-o", "StrictHostKeyChecking=no",
+    "-o", "UserKnownHostsFile=/dev/null",
+    "-o", "ConnectTimeout=5",
+    "-o", "LogLevel=ERROR",
+]  # fmt: skip
+
+
+def ssh_client(
+    target: str,
+    *command: str,
+    key: Path | None,
+    options: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: int = 30,
+) -> subprocess.CompletedProcess[str]:
+    """Run the OpenSSH client as a user would (`target` is USER@ADDRESS) and return the
+    finished process. `key` is the only key offered (None: none); BatchMode (no prompts)
+    unless `options` say otherwise; no agent."""
+    # ssh keeps the first value given for an option: the caller's own options go first.
+    args = ["ssh", *(options or ["-o", "BatchMode=yes"]), *SSH_BASE_OPTIONS]
+    if key is not None:
+        args += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
+    run_env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    run_env.update(env or {})
+    return subprocess.run(
+        [*args, target, *command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=run_env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )

@@ -431,12 +431,15 @@ HARDENING = record(
             {
                 "umask": text(),
                 "encrypt_method": text(choices=("YESCRYPT", "SHA512")),
-                "pass_max_days": integer(),
-                "pass_min_days": integer(),
-                "pass_warn_age": integer(),
+                # login.defs' PASS_MAX_DAYS and the rest: a key named like a secret would
+                # be redacted on the record.
+                "max_days": integer(),
+                "min_days": integer(),
+                "warn_age": integer(),
             }
         ),
-        "password_aging": record({"existing_accounts": boolean(), "aged": TEXTS, "exempt": TEXTS}),
+        # Password aging of the accounts that have a password.
+        "aging": record({"existing_accounts": boolean(), "aged": TEXTS, "exempt": TEXTS}),
         "pam": record(
             {
                 "pwquality": Names(Value(("integer", "boolean", "text"))),

@@ -416,35 +416,6 @@ def test_the_access_review_lists_granted_and_revoked_users(lab_inventory, tmp_pa
     assert bob["totp_enrolled"] is False
 
 
-@pytest.mark.parametrize(
-    ("extra", "named"),
-    [
-        ({"hardening_faillock_deny": 1}, "hardening_faillock_deny"),
-        ({"hardening_faillock_unlock_time": 0}, "hardening_faillock_unlock_time"),
-    ],
-)
-def test_a_hardening_setting_that_could_lock_accounts_out_stops_before_any_change(
-    lab_inventory, extra, named
-):
-    before = subprocess.run(
-        ["podman", "exec", f"{LAB}-app1", "cat", "/etc/security/faillock.conf"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    proc = techops(
-        "run", "hardening", "-i", str(lab_inventory), "--limit", "app1", "--json",
-        "-e", json.dumps(extra),
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert named in proc.stderr, proc.stderr[-3000:]
-    stats = _outcome(proc)["stats"]
-    assert stats["app1"].get("changed", 0) == 0 and stats["app1"].get("failures", 0) == 1
-    after = subprocess.run(
-        ["podman", "exec", f"{LAB}-app1", "cat", "/etc/security/faillock.conf"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    assert after == before
-
-
 def test_the_automation_key_works_from_the_controller_only(lab_inventory):
     """The stolen-key case: the lab key, copied to the bastion (which app1's firewall
     admits, as people jump through it), is refused by sshd's from= on app1; from app2 the
@@ -487,12 +458,20 @@ def test_the_automation_key_works_from_the_controller_only(lab_inventory):
             )
 
 
+# What a run of each playbook would change on app1 first: read before and after a refusal.
+WATCHED = {
+    "base": ["/home/ansible/.ssh/authorized_keys", "/etc/nftables.conf"],
+    "hardening": ["/etc/security/faillock.conf", "/etc/login.defs"],
+}
+
+
 @pytest.mark.parametrize(
-    ("extra", "named"),
+    ("playbook", "extra", "named"),
     [
-        ({"base_automation_key_from": ["192.0.2.7"]}, "base_automation_key_from"),
-        ({"base_sshd_allowed_sources": ["192.0.2.0/24"]}, "base_sshd_allowed_sources"),
+        ("base", {"base_automation_key_from": ["192.0.2.7"]}, "base_automation_key_from"),
+        ("base", {"base_sshd_allowed_sources": ["192.0.2.0/24"]}, "base_sshd_allowed_sources"),
         (
+            "base",
             {
                 "base_admin_users": [
                     {"name": "ansible", "ssh_keys": ["{{ techops_lab_automation_key }}"],
@@ -503,27 +482,26 @@ def test_the_automation_key_works_from_the_controller_only(lab_inventory):
             },
             "give someone sudo: password",
         ),
+        ("hardening", {"hardening_faillock_deny": 1}, "hardening_faillock_deny"),
+        ("hardening", {"hardening_faillock_unlock_time": 0}, "hardening_faillock_unlock_time"),
     ],
 )  # fmt: skip
 def test_data_that_would_lock_the_automation_out_stops_before_any_change(
-    lab_inventory, extra, named
+    lab_inventory, playbook, extra, named
 ):
-    before = subprocess.run(
-        ["podman", "exec", f"{LAB}-app1", "cat", "/home/ansible/.ssh/authorized_keys",
-         "/etc/nftables.conf"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+    def watched() -> str:
+        return subprocess.run(
+            ["podman", "exec", f"{LAB}-app1", "cat", *WATCHED[playbook]],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+
+    before = watched()
     proc = techops(
-        "run", "base", "-i", str(lab_inventory), "--limit", "app1", "--json",
+        "run", playbook, "-i", str(lab_inventory), "--limit", "app1", "--json",
         "-e", json.dumps(extra),
     )  # fmt: skip
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert named in proc.stderr, proc.stderr[-3000:]
     stats = _outcome(proc)["stats"]
     assert stats["app1"].get("changed", 0) == 0 and stats["app1"].get("failures", 0) == 1
-    after = subprocess.run(
-        ["podman", "exec", f"{LAB}-app1", "cat", "/home/ansible/.ssh/authorized_keys",
-         "/etc/nftables.conf"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    assert after == before
+    assert watched() == before

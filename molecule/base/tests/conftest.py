@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import container_address
+from tests.helpers import container_address, ssh_client
 
 # Made by prepare.yml: admin (the admin users' key), stale (a key the role must remove),
 # lab (the automation account's key).
@@ -22,19 +22,6 @@ KEY_DIR = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "keys"
 
 # Options for every ssh call: no user configuration, no agent, no prompts, no known_hosts
 # (the instances are throwaway and their host keys new on every run).
-SSH_BASE_OPTIONS = [
-    "-F",
-    "/dev/null",
-    "-o",
-    "StrictHostKeyChecking=no",
-    "-o",
-    "UserKnownHostsFile=/dev/null",
-    "-o",
-    "ConnectTimeout=5",
-    "-o",
-    "LogLevel=ERROR",
-]
-
 SshRunner = Callable[..., subprocess.CompletedProcess[str]]
 
 
@@ -59,21 +46,12 @@ def ssh(address: str) -> SshRunner:
         options: list[str] | None = None,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        # ssh keeps the first value given for an option: the test's own options go first.
-        args = ["ssh", *(options or ["-o", "BatchMode=yes"]), *SSH_BASE_OPTIONS]
-        if key is not None:
-            args += ["-i", str(KEY_DIR / key), "-o", "IdentitiesOnly=yes"]
-        args += [f"{user}@{address}", *command]
-        run_env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
-        run_env.update(env or {})
-        return subprocess.run(
-            args,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env=run_env,
-            stdin=subprocess.DEVNULL,
-            check=False,
+        return ssh_client(
+            f"{user}@{address}",
+            *command,
+            key=None if key is None else KEY_DIR / key,
+            options=options,
+            env=env,
         )
 
     return run

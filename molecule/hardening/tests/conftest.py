@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import container_address
+from tests.helpers import container_address, ssh_client
 
 # Made by prepare.yml: the automation account's key.
 KEY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "keys" / "lab"
@@ -31,37 +31,7 @@ def ssh(host) -> SshRunner:
     address = container_address(host.backend.name)
 
     def run(*command: str) -> subprocess.CompletedProcess[str]:
-        args = [
-            "ssh",
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "ConnectTimeout=5",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-i",
-            str(KEY),
-            f"ansible@{address}",
-            *command,
-        ]
-        env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
-        return subprocess.run(
-            args,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
+        return ssh_client(f"ansible@{address}", *command, key=KEY)
 
     return run
 

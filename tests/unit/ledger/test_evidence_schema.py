@@ -433,3 +433,37 @@ def test_a_refused_patch_and_a_patch_that_ran_are_told_apart():
     ran = dict(published(REPO / "roles/patch/tasks/evidence.yml"))["patch"]
     assert gate.keys["status"].constants == {"refused"}
     assert ran.keys["status"].constants == {"ok", "failed"}
+
+
+def _declared_keys(spec, path: str = "") -> list[str]:
+    """Every key a declaration names, with its path, but those of booleans (the redactor
+    leaves a boolean alone: `password_authentication: false` is a setting)."""
+    if isinstance(spec, evidence.Record):
+        return [
+            found
+            for key, field in spec.fields.items()
+            for found in [
+                *([] if getattr(field, "kinds", ()) == ("boolean",) else [f"{path}{key}"]),
+                *_declared_keys(field, f"{path}{key}."),
+            ]
+        ]
+    if isinstance(spec, evidence.Variants):
+        return [k for variant in spec.variants.values() for k in _declared_keys(variant, path)]
+    if isinstance(spec, evidence.Items | evidence.Names):
+        return _declared_keys(spec.item if isinstance(spec, evidence.Items) else spec.value, path)
+    return []
+
+
+def test_no_evidence_key_looks_like_a_secrets_name():
+    """The recorder redacts the value of every key named like a secret (pass, password,
+    token, ...), wherever it appears: evidence under such a name would reach the record as
+    **redacted** and fail its declaration (as `login_defs.pass_max_days` once did)."""
+    from runner.ledger.redact import is_secret_name
+
+    named = [
+        f"{area}: {key}"
+        for area, spec in evidence.AREAS.items()
+        for key in _declared_keys(spec)
+        if is_secret_name(key.rsplit(".", 1)[-1])
+    ]
+    assert named == []
